@@ -1,0 +1,43 @@
+"""Argparse value checks shared by the stage scripts, so that a bad flag fails at parse time
+with a one-line message that names the flag's problem."""
+
+import argparse
+import math
+
+
+def _number(kind, text, ok, what):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{text} is not {what}")
+    return value
+
+
+def positive_int(text):
+    return _number(int, text, lambda v: v > 0, "a positive integer")
+
+
+def nonnegative_int(text):
+    return _number(int, text, lambda v: v >= 0, "a non-negative integer")
+
+
+def positive_float(text):
+    return _number(float, text, lambda v: v > 0 and math.isfinite(v), "a positive number")
+
+
+def nonnegative_float(text):
+    return _number(float, text, lambda v: v >= 0 and math.isfinite(v), "a non-negative number")
+
+
+def probability(text):
+    return _number(float, text, lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+
+
+def fraction_below_one(text):
+    return _number(float, text, lambda v: 0 <= v < 1, "a fraction in [0, 1)")
+
+
+def discount(text):
+    return _number(float, text, lambda v: 0 < v <= 1, "a discount in (0, 1]")

@@ -1,0 +1,306 @@
+"""The preferences database: every SQL statement of the project lives here.
+
+An SQLite file with four tables (the README documents them):
+  metadata(key, value)            format, schema version, env parameters, segment length,
+                                  and one entry per generator run (its arguments and seed)
+  segments(id, length, source, batch)
+  steps(segment_id, t, x, y, action)  observation o_t and action a_t for t < length, and the
+                                  observation after the last action at t = length (action NULL)
+  comparisons(id, segment1_id, segment2_id, split, status, mu1, mu2, label_source, labeler,
+              labeled_at, created_at, batch, lease_token, lease_expires)
+
+status is 'labeled' (mu1 + mu2 = 1: (1, 0), (0, 1) or (0.5, 0.5) for equal), 'incomparable'
+(kept, never trained on, as in C17) or 'pending' (a query waiting for a label).
+
+Writes are transactional, foreign keys are on and the journal is WAL, so that a labeling
+process can write while a trainer reads. A new file is built under a temporary name and
+renamed into place only once complete, so a crash never leaves half a database behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+FORMAT = "moving-dot-rlhf-preferences"
+SCHEMA_VERSION = 1
+SPLITS = ("train", "validation")
+STATUSES = ("pending", "labeled", "incomparable")
+LABEL_SOURCES = ("synthetic", "human")
+
+_SCHEMA = """
+CREATE TABLE metadata (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL                     -- JSON
+);
+CREATE TABLE segments (
+    id     INTEGER PRIMARY KEY,
+    length INTEGER NOT NULL CHECK (length >= 1),
+    source TEXT NOT NULL,                   -- uniform | random_policy | policy
+    batch  INTEGER NOT NULL                 -- index of the generator run that made it
+);
+CREATE TABLE steps (
+    segment_id INTEGER NOT NULL REFERENCES segments(id) ON DELETE CASCADE,
+    t          INTEGER NOT NULL CHECK (t >= 0),
+    x          INTEGER NOT NULL,
+    y          INTEGER NOT NULL,
+    action     INTEGER CHECK (action BETWEEN 0 AND 4),  -- NULL at t = length
+    PRIMARY KEY (segment_id, t)
+) WITHOUT ROWID;
+CREATE TABLE comparisons (
+    id            INTEGER PRIMARY KEY,
+    segment1_id   INTEGER NOT NULL REFERENCES segments(id),
+    segment2_id   INTEGER NOT NULL REFERENCES segments(id),
+    split         TEXT NOT NULL CHECK (split IN ('train', 'validation')),
+    status        TEXT NOT NULL CHECK (status IN ('pending', 'labeled', 'incomparable')),
+    mu1           REAL CHECK (mu1 BETWEEN 0 AND 1),
+    mu2           REAL CHECK (mu2 BETWEEN 0 AND 1),
+    label_source  TEXT CHECK (label_source IN ('synthetic', 'human')),
+    labeler       TEXT,                     -- who answered: a labeling session, or the oracle
+    labeled_at    TEXT,                     -- ISO 8601, UTC
+    created_at    TEXT NOT NULL,
+    batch         INTEGER NOT NULL,
+    lease_token   TEXT,                     -- a pending pair handed out to a labeler ...
+    lease_expires REAL,                     -- ... until this Unix time
+    CHECK (segment1_id != segment2_id),
+    CHECK ((status = 'labeled') = (mu1 IS NOT NULL AND mu2 IS NOT NULL)),
+    CHECK (mu1 IS NULL OR abs(mu1 + mu2 - 1) < 1e-6),
+    CHECK ((status = 'pending') = (label_source IS NULL))
+);
+CREATE INDEX comparisons_by_status ON comparisons(status, split);
+"""
+
+
+class PreferencesDBError(Exception):
+    """A preferences DB that cannot be used; the message names the file and the fix."""
+
+
+@dataclass
+class Comparisons:
+    """Comparisons with their two segments, as arrays ready for training.
+
+    obs*: (n, k + 1, 2) int positions o_0..o_k; actions*: (n, k) ints; mu*: (n,) float32
+    (NaN where not labeled); validation: (n,) bool, True for the held-out split.
+    """
+
+    ids: np.ndarray
+    obs1: np.ndarray
+    actions1: np.ndarray
+    obs2: np.ndarray
+    actions2: np.ndarray
+    mu1: np.ndarray
+    mu2: np.ndarray
+    validation: np.ndarray
+
+    def __len__(self):
+        return len(self.ids)
+
+    def subset(self, mask) -> "Comparisons":
+        return Comparisons(**{name: getattr(self, name)[mask] for name in self.__dataclass_fields__})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _connect(uri: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0)
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _check(conn: sqlite3.Connection, path: str) -> dict:
+    """Metadata of a preferences DB, or a clear error for a foreign or outdated file."""
+    regenerate = f"regenerate it with `python make_preferences_db.py --db {path} --overwrite`"
+    try:
+        rows = conn.execute("SELECT key, value FROM metadata").fetchall()
+    except sqlite3.DatabaseError as e:
+        if "no such table" in str(e):
+            raise PreferencesDBError(f"{path} is an SQLite database but not a preferences DB (no metadata table); point --db at a file made by make_preferences_db.py") from None
+        raise PreferencesDBError(f"{path} is not a readable SQLite database ({e}); {regenerate}") from None
+    meta = {key: json.loads(value) for key, value in rows}
+    if meta.get("format") != FORMAT:
+        raise PreferencesDBError(f"{path} is not a preferences DB (format {meta.get('format')!r}); point --db at a file made by make_preferences_db.py")
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise PreferencesDBError(f"{path} has schema version {meta.get('schema_version')}, this code reads version {SCHEMA_VERSION}; {regenerate}")
+    return meta
+
+
+def connect(path: str, write: bool = False) -> tuple[sqlite3.Connection, dict]:
+    """Open an existing preferences DB (never creates one) and return it with its metadata."""
+    if not os.path.exists(path):
+        raise PreferencesDBError(f"preferences DB {path} not found; create it with `python make_preferences_db.py --db {path}`")
+    if os.path.isdir(path):
+        raise PreferencesDBError(f"{path} is a directory, not a preferences DB file")
+    conn = _connect(f"file:{path}?mode={'rw' if write else 'ro'}")
+    try:
+        return conn, _check(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+
+
+def read_metadata(path: str) -> dict:
+    conn, meta = connect(path)
+    conn.close()
+    return meta
+
+
+def _build_new(path: str, overwrite: bool, fill) -> None:
+    """Create a DB under a temporary name, let ``fill(conn)`` write it, then rename it into place."""
+    if os.path.exists(path) and not overwrite:
+        raise PreferencesDBError(f"{path} already exists; pass --overwrite to replace it or --append to add to it")
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    conn = _connect(f"file:{tmp}?mode=rwc")
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        # statement by statement: executescript would commit mid-way
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            conn.execute(statement)
+        fill(conn)
+        conn.execute("COMMIT")
+        conn.close()
+        # a stale WAL of the replaced file must not be replayed onto the new one
+        for suffix in ("-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+        os.replace(tmp, path)
+    except BaseException:
+        conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(tmp + suffix):
+                os.remove(tmp + suffix)
+        raise
+
+
+def write_generation(path: str, mode: str, *, env_params: dict, run_info: dict, obs, actions, source: str,
+                     pairs, validation, status, mu1, labeler: str | None = None) -> dict:
+    """Store one generator run: segments (obs (S, k+1, 2), actions (S, k)) and comparisons
+    (pairs (n, 2) indices into those segments, validation (n,) bool, status (n,) strings,
+    mu1 (n,) floats, NaN where not labeled). All or nothing.
+
+    mode: 'create' (refuses an existing file), 'overwrite' (replaces it atomically) or
+    'append' (adds to an existing DB with the same env and segment length).
+    Returns the run's entry in the metadata.
+    """
+    obs, actions = np.asarray(obs, dtype=np.int64), np.asarray(actions, dtype=np.int64)
+    pairs, status, mu1 = np.asarray(pairs, dtype=np.int64), np.asarray(status), np.asarray(mu1, dtype=np.float64)
+    n_segments, k = actions.shape
+    bad_status = set(np.unique(status).tolist()) - set(STATUSES)
+    if bad_status:
+        raise ValueError(f"unknown status {sorted(bad_status)}; expected one of {STATUSES}")
+
+    def fill(conn: sqlite3.Connection, meta: dict | None):
+        runs = meta["generator_runs"] if meta else []
+        batch = len(runs)
+        seg0 = conn.execute("SELECT IFNULL(MAX(id), 0) + 1 FROM segments").fetchone()[0]
+        cmp0 = conn.execute("SELECT IFNULL(MAX(id), 0) + 1 FROM comparisons").fetchone()[0]
+        seg_ids = seg0 + np.arange(n_segments)
+        conn.executemany("INSERT INTO segments (id, length, source, batch) VALUES (?, ?, ?, ?)",
+                         ((int(i), k, source, batch) for i in seg_ids))
+        t = np.broadcast_to(np.arange(k + 1), (n_segments, k + 1))
+        step_actions = np.concatenate([actions, np.full((n_segments, 1), -1)], axis=1)
+        step_rows = np.stack([np.broadcast_to(seg_ids[:, None], t.shape), t, obs[..., 0], obs[..., 1], step_actions], -1).reshape(-1, 5).tolist()
+        conn.executemany("INSERT INTO steps (segment_id, t, x, y, action) VALUES (?, ?, ?, ?, NULLIF(?, -1))", step_rows)
+        now = _now()
+        labeled = status != "pending"
+        mu1_sql = np.where(status == "labeled", mu1, np.nan)
+        comparison_rows = zip(
+            (cmp0 + np.arange(len(pairs))).tolist(), seg_ids[pairs[:, 0]].tolist(), seg_ids[pairs[:, 1]].tolist(),
+            np.where(validation, "validation", "train").tolist(), status.tolist(),
+            [None if np.isnan(m) else m for m in mu1_sql.tolist()],
+            np.where(labeled, "synthetic", None).tolist(), np.where(labeled, labeler, None).tolist(),
+            np.where(labeled, now, None).tolist(),
+        )
+        conn.executemany(
+            "INSERT INTO comparisons (id, segment1_id, segment2_id, split, status, mu1, mu2, label_source, labeler, labeled_at, created_at, batch)"
+            " VALUES (?, ?, ?, ?, ?, ?, 1.0 - ?6, ?7, ?8, ?9, ?10, ?11)",
+            ((*row, now, batch) for row in comparison_rows),
+        )
+        entry = {**run_info, "batch": batch, "created_at": now, "n_segments": int(n_segments), "n_comparisons": int(len(pairs))}
+        _set_metadata(conn, {"format": FORMAT, "schema_version": SCHEMA_VERSION, "env": env_params,
+                             "segment_length": int(k), "generator_runs": runs + [entry]})
+        return entry
+
+    if mode == "append":
+        conn, meta = connect(path, write=True)
+        try:
+            if meta["env"] != env_params:
+                raise PreferencesDBError(f"{path} was made for other env parameters ({meta['env']}); use a new --db")
+            if meta["segment_length"] != k:
+                raise PreferencesDBError(f"{path} holds segments of length {meta['segment_length']}, not {k}; pass --segment-length {meta['segment_length']} or use a new --db")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                entry = fill(conn, meta)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return entry
+        finally:
+            conn.close()
+    if mode not in ("create", "overwrite"):
+        raise ValueError(f"mode must be create, overwrite or append, not {mode!r}")
+    result = {}
+    _build_new(path, mode == "overwrite", lambda conn: result.update(fill(conn, None)))
+    return result
+
+
+def _set_metadata(conn: sqlite3.Connection, items: dict) -> None:
+    conn.executemany("INSERT OR REPLACE INTO metadata (key, value) VALUES (?, ?)",
+                     [(key, json.dumps(value)) for key, value in items.items()])
+
+
+def load_comparisons(path: str, statuses=("labeled",), label_source: str = "all") -> Comparisons:
+    """Comparisons with the given statuses (and label source: synthetic, human or all),
+    ordered by id, with their segments gathered into arrays. One query per table, no
+    per-row Python work."""
+    if label_source not in ("all", *LABEL_SOURCES):
+        raise ValueError(f"label_source must be all, synthetic or human, not {label_source!r}")
+    conn, meta = connect(path)
+    try:
+        conn.execute("BEGIN")  # one snapshot for both queries, even while a labeler writes
+        where = f"status IN ({', '.join('?' * len(statuses))})"
+        params = list(statuses)
+        if label_source != "all":
+            where += " AND label_source = ?"
+            params.append(label_source)
+        rows = conn.execute(
+            f"SELECT id, segment1_id, segment2_id, split = 'validation', IFNULL(mu1, 'NaN'), IFNULL(mu2, 'NaN')"
+            f" FROM comparisons WHERE {where} ORDER BY id", params).fetchall()
+        steps = conn.execute("SELECT segment_id, x, y, IFNULL(action, -1) FROM steps ORDER BY segment_id, t").fetchall()
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    k = meta["segment_length"]
+    table = np.array(rows, dtype=np.float64).reshape(-1, 6)
+    steps = np.array(steps, dtype=np.int64).reshape(-1, k + 1, 4)
+    segment_ids = steps[:, 0, 0]
+    first, second = (np.searchsorted(segment_ids, table[:, c].astype(np.int64)) for c in (1, 2))
+    return Comparisons(
+        ids=table[:, 0].astype(np.int64),
+        obs1=steps[first, :, 1:3], actions1=steps[first, :k, 3],
+        obs2=steps[second, :, 1:3], actions2=steps[second, :k, 3],
+        mu1=table[:, 4].astype(np.float32), mu2=table[:, 5].astype(np.float32),
+        validation=table[:, 3].astype(bool),
+    )
+
+
+def count_by_label(path: str) -> dict:
+    """Counts per label class and split: keys like ('train', 'segment1'), ('validation', 'pending')."""
+    conn, _ = connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT split, CASE WHEN status != 'labeled' THEN status WHEN mu1 > mu2 THEN 'segment1'"
+            " WHEN mu2 > mu1 THEN 'segment2' ELSE 'equal' END AS label, COUNT(*)"
+            " FROM comparisons GROUP BY split, label").fetchall()
+    finally:
+        conn.close()
+    return {(split, label): n for split, label, n in rows}

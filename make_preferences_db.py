@@ -1,0 +1,151 @@
+"""Stage 1: sample trajectory segments, compare pairs of them, store the comparisons.
+
+    python make_preferences_db.py --db preferences.db --n-comparisons 10000 --segment-length 1
+
+Writes an SQLite preferences DB (layout in db.py and the README). A segment of length k is
+(o_0, a_0), ..., (o_{k-1}, a_{k-1}) plus the observation o_k after the last action.
+Segments of length 1 are drawn uniformly over positions and actions, as in the original
+write-up; longer ones are rollouts of a uniformly random policy in the vectorized env, each
+starting from the env's own start distribution (uniform over positions).
+
+Pairs are compared by a synthetic oracle (`--oracle distance`: the write-up's heuristic,
+prefer the segment that brought the dot closer to the centre, d(o_0) - d(o_k); `--oracle
+reward`: the sum of true env rewards, C17's synthetic labels) seen through a simulated
+teacher with B-Pref's knobs (Lee et al. 2021), or stored unlabeled (`--oracle none`) as
+queries for a human. Held-out comparisons (`--validation-fraction`) use their own pool of
+segments, so held-out accuracy measures generalisation to unseen segments.
+"""
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+import cli
+import db
+import moving_dot as md
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Sample segments, compare pairs, store the preferences in SQLite.")
+    p.add_argument("--seed", type=int, default=1, help="seed of every random draw")
+    p.add_argument("--db", default="preferences.db", help="the preferences DB to write (write-up: preferences.db)")
+    p.add_argument("--n-segments", type=cli.positive_int, default=10000, help="segments to sample (write-up: 10000)")
+    p.add_argument("--n-comparisons", type=cli.positive_int, default=10000, help="pairs to compare (write-up: 10000)")
+    p.add_argument("--segment-length", type=cli.positive_int, default=1, help="steps per segment, k (write-up: 1; C17: 25)")
+    p.add_argument("--oracle", choices=("distance", "reward", "none"), default="distance",
+                   help="who labels: distance moved toward the centre (write-up), true reward sum (C17), none (queries for a human)")
+    p.add_argument("--teacher-beta", type=cli.positive_float, default=None,
+                   help="stochastic teacher: P(1 > 2) = sigmoid(beta (R1 - R2)); default: perfectly rational")
+    p.add_argument("--teacher-gamma", type=cli.discount, default=1.0, help="myopic teacher: step t weighs gamma^(k-1-t) (default 1: not myopic)")
+    p.add_argument("--teacher-eps-mistake", type=cli.probability, default=0.0, help="flip a strict answer with this probability")
+    p.add_argument("--teacher-eps-skip", type=float, default=None, help="answer 'incomparable' when both segments score below this (default: never)")
+    p.add_argument("--teacher-eps-equal", type=cli.nonnegative_float, default=0.0, help="answer 'equal' when |R1 - R2| <= this (0: exact ties only)")
+    p.add_argument("--validation-fraction", type=cli.fraction_below_one, default=0.1, help="share of segments and comparisons held out for validation")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing DB")
+    mode.add_argument("--append", action="store_true", help="add to an existing DB (same segment length)")
+    args = p.parse_args(argv)
+    if args.segment_length > md.MAX_EPISODE_STEPS:
+        p.error(f"--segment-length {args.segment_length} is longer than an episode ({md.MAX_EPISODE_STEPS} steps)")
+    args.n_val_segments = round(args.validation_fraction * args.n_segments)
+    args.n_val_comparisons = round(args.validation_fraction * args.n_comparisons)
+    if args.n_segments - args.n_val_segments < 2 or (args.n_val_comparisons > 0 and args.n_val_segments < 2):
+        p.error(f"--n-segments {args.n_segments} leaves fewer than 2 segments in a split; use more segments or another --validation-fraction")
+    return args
+
+
+def sample_segments(n, k, seed, rng):
+    """States (n, k + 1) and actions (n, k) of n segments of length k."""
+    if k == 1:  # the write-up's way: a uniform position and a uniform action
+        states = rng.integers(md.N_STATES, size=n)
+        actions = rng.integers(md.N_ACTIONS, size=(n, 1))
+        return np.stack([states, md.NEXT_STATE[states, actions[:, 0]]], 1), actions
+    envs = md.MovingDotVectorEnv(num_envs=n)
+    obs, _ = envs.reset(seed=seed)
+    observations, actions = [obs], rng.integers(md.N_ACTIONS, size=(n, k))
+    for t in range(k):  # a loop over time; the n rollouts step together
+        obs, *_ = envs.step(actions[:, t])
+        observations.append(obs)
+    return md.position_to_state(np.stack(observations, 1).astype(np.int64)), actions
+
+
+def oracle_scores(states, actions, oracle, gamma):
+    """Per-segment score of the oracle, each step weighted gamma^(k-1-t) (B-Pref's myopia)."""
+    k = actions.shape[1]
+    if oracle == "distance" and gamma == 1.0:
+        return md.DISTANCE[states[:, 0]] - md.DISTANCE[states[:, -1]]  # exact, so ties stay ties
+    if oracle == "distance":
+        per_step = md.DISTANCE[states[:, :-1]] - md.DISTANCE[states[:, 1:]]
+    else:
+        per_step = md.TRUE_REWARD[states[:, :-1], actions]
+    return per_step @ (gamma ** np.arange(k - 1, -1, -1))
+
+
+def teacher_labels(score1, score2, args, rng):
+    """B-Pref's simulated teacher: (status, mu1) for each pair."""
+    diff = score1 - score2
+    if args.teacher_beta is None:
+        mu1 = (diff > 0).astype(np.float64)
+    else:  # Bradley-Terry answers, sampled as hard labels as B-Pref does
+        mu1 = (rng.random(len(diff)) < 1 / (1 + np.exp(-args.teacher_beta * diff))).astype(np.float64)
+    mistake = rng.random(len(diff)) < args.teacher_eps_mistake
+    mu1 = np.where(mistake, 1 - mu1, mu1)
+    mu1[np.abs(diff) <= args.teacher_eps_equal] = 0.5  # ties are equal, never a silent side
+    status = np.full(len(diff), "labeled", dtype=object)
+    if args.teacher_eps_skip is not None:
+        status[np.maximum(score1, score2) < args.teacher_eps_skip] = "incomparable"
+    return status, mu1
+
+
+def sample_pairs(n, first, last, rng):
+    """n pairs of distinct segment indices drawn uniformly from [first, last)."""
+    i = rng.integers(first, last, size=n)
+    j = rng.integers(first, last - 1, size=n)
+    return np.stack([i, j + (j >= i)], 1)
+
+
+def main(args):
+    start = time.perf_counter()
+    rng = np.random.default_rng(args.seed)
+    k = args.segment_length
+
+    # segments: the first n_train are the training pool, the rest are held out
+    states, actions = sample_segments(args.n_segments, k, args.seed, rng)
+    n_train_segments = args.n_segments - args.n_val_segments
+    n_train = args.n_comparisons - args.n_val_comparisons
+    pairs = np.concatenate([sample_pairs(n_train, 0, n_train_segments, rng),
+                            sample_pairs(args.n_val_comparisons, n_train_segments, args.n_segments, rng)])
+    validation = np.arange(args.n_comparisons) >= n_train
+
+    # labels
+    if args.oracle == "none":
+        status, mu1 = np.full(args.n_comparisons, "pending", dtype=object), np.full(args.n_comparisons, np.nan)
+    else:
+        scores = oracle_scores(states, actions, args.oracle, args.teacher_gamma)
+        status, mu1 = teacher_labels(scores[pairs[:, 0]], scores[pairs[:, 1]], args, rng)
+
+    # store
+    run_info = {"script": "make_preferences_db.py", "seed": args.seed, "args": {key: value for key, value in vars(args).items()}}
+    mode = "append" if args.append else "overwrite" if args.overwrite else "create"
+    db.write_generation(args.db, mode, env_params=md.ENV_PARAMS, run_info=run_info, obs=md.POSITIONS[states],
+                        actions=actions, source="uniform" if k == 1 else "random_policy", pairs=pairs,
+                        validation=validation, status=status, mu1=mu1,
+                        labeler=None if args.oracle == "none" else f"oracle:{args.oracle}")
+
+    # summary
+    counts = db.count_by_label(args.db)
+    print(f"wrote {args.n_segments} segments of length {k} and {args.n_comparisons} comparisons to {args.db} "
+          f"({'appended' if args.append else 'new file'}, {time.perf_counter() - start:.2f} s)")
+    print("the DB now holds:")
+    print(f"{'split':<11}" + "".join(f"{c:>14}" for c in ("segment1", "segment2", "equal", "incomparable", "pending")))
+    for split in db.SPLITS:
+        print(f"{split:<11}" + "".join(f"{counts.get((split, c), 0):>14}" for c in ("segment1", "segment2", "equal", "incomparable", "pending")))
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except db.PreferencesDBError as e:
+        sys.exit(f"make_preferences_db.py: error: {e}")
