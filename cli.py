@@ -23,6 +23,10 @@ def nonnegative_int(text):
     return _number(int, text, lambda v: v >= 0, "a non-negative integer")
 
 
+def finite_float(text):
+    return _number(float, text, math.isfinite, "a finite number")
+
+
 def positive_float(text):
     return _number(float, text, lambda v: v > 0 and math.isfinite(v), "a positive number")
 

@@ -118,13 +118,16 @@ def _connect(uri: str) -> sqlite3.Connection:
 def _check(conn: sqlite3.Connection, path: str) -> dict:
     """Metadata of a preferences DB, or a clear error for a foreign or outdated file."""
     regenerate = f"regenerate it with `python make_preferences_db.py --db {path} --overwrite`"
+    foreign = f"{path} is an SQLite database but not a preferences DB"
     try:
         rows = conn.execute("SELECT key, value FROM metadata").fetchall()
-    except sqlite3.DatabaseError as e:
-        if "no such table" in str(e):
-            raise PreferencesDBError(f"{path} is an SQLite database but not a preferences DB (no metadata table); point --db at a file made by make_preferences_db.py") from None
-        raise PreferencesDBError(f"{path} is not a readable SQLite database ({e}); {regenerate}") from None
-    meta = {key: json.loads(value) for key, value in rows}
+        meta = {key: json.loads(value) for key, value in rows}
+    except sqlite3.OperationalError as e:  # no such table / column: somebody else's database
+        raise PreferencesDBError(f"{foreign} ({e}); point --db at a file made by make_preferences_db.py") from None
+    except (sqlite3.DatabaseError, TypeError, ValueError) as e:
+        if isinstance(e, sqlite3.DatabaseError) and "not a database" in str(e):
+            raise PreferencesDBError(f"{path} is not an SQLite database (corrupt, or another kind of file); point --db at a file made by make_preferences_db.py") from None
+        raise PreferencesDBError(f"{foreign}, or a damaged one ({e}); point --db at a file made by make_preferences_db.py") from None
     if meta.get("format") != FORMAT:
         raise PreferencesDBError(f"{path} is not a preferences DB (format {meta.get('format')!r}); point --db at a file made by make_preferences_db.py")
     if meta.get("schema_version") != SCHEMA_VERSION:

@@ -17,6 +17,7 @@ segments, so held-out accuracy measures generalisation to unseen segments.
 """
 
 import argparse
+import os
 import sys
 import time
 
@@ -40,7 +41,7 @@ def parse_args(argv=None):
                    help="stochastic teacher: P(1 > 2) = sigmoid(beta (R1 - R2)); default: perfectly rational")
     p.add_argument("--teacher-gamma", type=cli.discount, default=1.0, help="myopic teacher: step t weighs gamma^(k-1-t) (default 1: not myopic)")
     p.add_argument("--teacher-eps-mistake", type=cli.probability, default=0.0, help="flip a strict answer with this probability")
-    p.add_argument("--teacher-eps-skip", type=float, default=None, help="answer 'incomparable' when both segments score below this (default: never)")
+    p.add_argument("--teacher-eps-skip", type=cli.finite_float, default=None, help="answer 'incomparable' when both segments score below this (default: never)")
     p.add_argument("--teacher-eps-equal", type=cli.nonnegative_float, default=0.0, help="answer 'equal' when |R1 - R2| <= this (0: exact ties only)")
     p.add_argument("--validation-fraction", type=cli.fraction_below_one, default=0.1, help="share of segments and comparisons held out for validation")
     mode = p.add_mutually_exclusive_group()
@@ -62,7 +63,7 @@ def sample_segments(n, k, seed, rng):
         states = rng.integers(md.N_STATES, size=n)
         actions = rng.integers(md.N_ACTIONS, size=(n, 1))
         return np.stack([states, md.NEXT_STATE[states, actions[:, 0]]], 1), actions
-    envs = md.MovingDotVectorEnv(num_envs=n)
+    envs = md.MovingDotVectorEnv(num_envs=n, max_episode_steps=k + 1)  # no reset inside a segment
     obs, _ = envs.reset(seed=seed)
     observations, actions = [obs], rng.integers(md.N_ACTIONS, size=(n, k))
     for t in range(k):  # a loop over time; the n rollouts step together
@@ -89,7 +90,8 @@ def teacher_labels(score1, score2, args, rng):
     if args.teacher_beta is None:
         mu1 = (diff > 0).astype(np.float64)
     else:  # Bradley-Terry answers, sampled as hard labels as B-Pref does
-        mu1 = (rng.random(len(diff)) < 1 / (1 + np.exp(-args.teacher_beta * diff))).astype(np.float64)
+        p1 = 0.5 * (1 + np.tanh(args.teacher_beta * diff / 2))  # sigmoid that cannot overflow
+        mu1 = (rng.random(len(diff)) < p1).astype(np.float64)
     mistake = rng.random(len(diff)) < args.teacher_eps_mistake
     mu1 = np.where(mistake, 1 - mu1, mu1)
     mu1[np.abs(diff) <= args.teacher_eps_equal] = 0.5  # ties are equal, never a silent side
@@ -110,6 +112,8 @@ def main(args):
     start = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     k = args.segment_length
+    if os.path.exists(args.db) and not (args.overwrite or args.append):  # say so before the work, not after
+        raise db.PreferencesDBError(f"{args.db} already exists; pass --overwrite to replace it or --append to add to it")
 
     # segments: the first n_train are the training pool, the rest are held out
     states, actions = sample_segments(args.n_segments, k, args.seed, rng)

@@ -110,7 +110,9 @@ class MovingDotEnv(gym.Env):
         return OBS_TABLE[self._state].copy(), self._info()
 
     def step(self, action):
-        if not (isinstance(action, (int, np.integer)) or (isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu")) or not 0 <= action < N_ACTIONS:
+        is_integer = isinstance(action, (int, np.integer)) and not isinstance(action, (bool, np.bool_))
+        is_integer = is_integer or (isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu")
+        if not is_integer or not 0 <= action < N_ACTIONS:
             raise _invalid_actions_error(action)
         flat = self._state * N_ACTIONS + int(action)
         reward = float(_REWARD_FLAT[flat])
@@ -168,7 +170,7 @@ class MovingDotVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         if seed is not None:
-            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
+            seeds = [int(seed) + i for i in range(self.num_envs)] if np.ndim(seed) == 0 else [int(s) for s in seed]
             if len(seeds) != self.num_envs:
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
             self._rngs = [seeding.np_random(s)[0] for s in seeds]

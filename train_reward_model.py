@@ -1,0 +1,217 @@
+"""Stage 2: fit the reward model to the stored preferences.
+
+    python train_reward_model.py --db preferences.db --out reward_model.pt
+
+Reads the labeled, comparable comparisons of a preferences DB (make_preferences_db.py),
+minimizes C17's Bradley-Terry cross-entropy on the training split with Adam, stops early
+when the held-out loss stops improving (restoring the best weights), and scores the result
+against the true reward over every (position, action) of the field. Writes the model file
+(--out), TensorBoard logs under runs/ and a PNG of the learned reward (--plot).
+"""
+
+import argparse
+import copy
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import cli
+import db
+import moving_dot as md
+import reward_model as rm
+
+LABEL_CLASSES = ("segment1_preferred", "equal", "segment2_preferred")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Fit the reward model to the preferences in a DB.")
+    p.add_argument("--seed", type=int, default=1, help="seed of the init and the batch sampling")
+    p.add_argument("--db", default="preferences.db", help="the preferences DB to read")
+    p.add_argument("--out", default="reward_model.pt", help="the model file to write (write-up: rewards_model)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--plot", default=None, help="PNG of the learned reward (default: --out with .png)")
+    p.add_argument("--label-source", choices=("all", "synthetic", "human"), default="all", help="which labels to train on")
+    p.add_argument("--learning-rate", type=cli.positive_float, default=3e-3,
+                   help="Adam step size (write-up: 2.5e-4, which needs ~10x the steps for the same held-out accuracy)")
+    p.add_argument("--adam-eps", type=cli.positive_float, default=1e-5, help="Adam epsilon (write-up: 1e-5)")
+    p.add_argument("--batch-size", type=cli.positive_int, default=128, help="comparisons per gradient step (write-up: 128)")
+    p.add_argument("--max-steps", type=cli.positive_int, default=100000, help="gradient step budget (write-up: 100000, all used)")
+    p.add_argument("--eval-every", type=cli.positive_int, default=250, help="gradient steps between held-out evaluations")
+    p.add_argument("--patience", type=cli.positive_int, default=8, help="stop after this many evaluations without a better held-out loss")
+    p.add_argument("--min-delta", type=cli.nonnegative_float, default=1e-3, help="held-out loss improvement that counts as better")
+    p.add_argument("--encoding", choices=rm.ENCODINGS, default="normalized",
+                   help="network input: normalized position + one-hot action, or the write-up's raw (x, y, action)")
+    p.add_argument("--hidden-size", type=cli.positive_int, default=64, help="units per hidden layer (write-up: 64)")
+    p.add_argument("--ensemble-size", type=cli.positive_int, default=1, help="members, each on its own bootstrap batches (C17: 3)")
+    p.add_argument("--label-noise", type=cli.fraction_below_one, default=0.0, help="assumed share of random answers (C17: 0.1)")
+    p.add_argument("--weight-decay", type=cli.nonnegative_float, default=0.0, help="L2 penalty (C17 used L2 regularization)")
+    p.add_argument("--run-dir", default="runs", help="parent folder of the TensorBoard run")
+    p.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=True, help="use CUDA when available")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
+    args = p.parse_args(argv)
+    args.plot = args.plot or os.path.splitext(args.out)[0] + ".png"
+    return args
+
+
+def encode(model, comparisons, device):
+    """Network inputs of both segments of every comparison: (n, k, in) each."""
+    k = comparisons.actions1.shape[1]
+    return (model.features(comparisons.obs1[:, :k], comparisons.actions1).to(device),
+            model.features(comparisons.obs2[:, :k], comparisons.actions2).to(device))
+
+
+@torch.no_grad()
+def evaluate(model, features1, features2, mu1, mu2, label_noise):
+    """Held-out loss, accuracy and R1 - R2 of the mean reward."""
+    returns1, returns2 = rm.segment_returns(model, features1).mean(0), rm.segment_returns(model, features2).mean(0)
+    loss = rm.preference_loss(returns1, returns2, mu1, mu2, label_noise).mean().item()
+    diff = (returns1 - returns2).cpu().numpy()
+    return loss, rm.preference_accuracy(diff, 0.0, mu1.cpu().numpy(), mu2.cpu().numpy()), diff
+
+
+def label_classes(mu1, mu2):
+    return {"segment1_preferred": mu1 > mu2, "equal": mu1 == mu2, "segment2_preferred": mu1 < mu2}
+
+
+def plot(path, table, history, diff, classes, summary):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(17, 8.5), layout="constrained")
+    grid = fig.add_gridspec(2, 5)
+    limit = max(float(np.abs(table).max()), 1e-6)
+    for a in range(md.N_ACTIONS):
+        ax = fig.add_subplot(grid[0, a])
+        image = ax.imshow(table[:, a].reshape(md.N_X, md.N_Y).T, cmap="RdBu", vmin=-limit, vmax=limit,
+                          extent=(md.X_MIN - 0.5, md.X_MAX + 0.5, md.Y_MAX + 0.5, md.Y_MIN - 0.5))
+        ax.plot(*md.CENTRE, "k+", markersize=10)
+        ax.set_title(f"learned r(o, {md.ACTION_NAMES[a]})")
+    fig.colorbar(image, ax=fig.axes[-1], shrink=0.8)
+    ax = fig.add_subplot(grid[1, :2])
+    steps, train_loss, val_loss = zip(*history)
+    ax.plot(steps, train_loss, label="train")
+    ax.plot(steps, val_loss, label="held-out")
+    ax.set(xlabel="gradient step", ylabel="preference loss", yscale="log", title="loss")
+    ax.legend()
+    ax = fig.add_subplot(grid[1, 2:4])
+    bins = np.linspace(diff.min(), diff.max(), 60) if len(diff) else 10
+    for name, mask in classes.items():
+        if mask.any():
+            ax.hist(diff[mask], bins=bins, alpha=0.6, label=f"{name.replace('_', ' ')} ({mask.sum()})")
+    ax.set(xlabel="R1 - R2", ylabel="held-out comparisons", title="held-out R1 - R2 by label")
+    ax.legend()
+    ax = fig.add_subplot(grid[1, 4])
+    ax.axis("off")
+    ax.text(0, 1, "\n".join(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}"
+                            for key, value in summary.items() if key != "args"), va="top", family="monospace", fontsize=9)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main(args):
+    start = time.perf_counter()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(1)  # a 64-unit MLP: one thread beats two fighting over tiny kernels
+    rng = np.random.default_rng(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    if os.path.exists(args.out) and not args.overwrite:  # fail before training, not after
+        raise rm.RewardModelError(f"{args.out} already exists; pass --overwrite to replace it or choose another --out")
+
+    # load: labeled, comparable rows only (incomparable and pending ones are never trained on)
+    data = db.load_comparisons(args.db, statuses=("labeled",), label_source=args.label_source)
+    train, val = data.subset(~data.validation), data.subset(data.validation)
+    if len(train) == 0:
+        raise db.PreferencesDBError(f"{args.db} has no labeled training comparisons (label source {args.label_source}); label some or generate them with make_preferences_db.py")
+    model = rm.RewardModel(args.encoding, args.ensemble_size, args.hidden_size).to(device)
+    train_f1, train_f2 = encode(model, train, device)
+    val_f1, val_f2 = encode(model, val, device)
+    train_mu1, train_mu2 = torch.as_tensor(train.mu1, device=device), torch.as_tensor(train.mu2, device=device)
+    val_mu1, val_mu2 = torch.as_tensor(val.mu1, device=device), torch.as_tensor(val.mu2, device=device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, eps=args.adam_eps, weight_decay=args.weight_decay,
+                                 fused=True)  # fused: fewer small kernels per step
+    run_name = f"MovingDot-v0__train_reward_model__{args.seed}__{int(time.time())}"
+    writer = SummaryWriter(os.path.join(args.run_dir, run_name))
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    if len(val) == 0:
+        print(f"warning: {args.db} has no held-out comparisons: no early stopping, the full --max-steps budget runs")
+
+    # train
+    best = {"loss": float("inf"), "step": 0, "state": copy.deepcopy(model.state_dict())}
+    history, bad_evals, running = [], 0, []
+    bar = tqdm(range(1, args.max_steps + 1), desc="reward model", disable=not args.progress, mininterval=0.5)
+    for step in bar:
+        # each member draws its own batch: C17's bootstrap, and plain sampling when there is one member
+        idx = torch.as_tensor(rng.integers(len(train), size=(args.ensemble_size, args.batch_size)), device=device)
+        returns1, returns2 = rm.segment_returns(model, torch.stack([train_f1[idx], train_f2[idx]], 1), per_member=True).unbind(1)
+        loss = rm.preference_loss(returns1, returns2, train_mu1[idx], train_mu2[idx], args.label_noise).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running.append(loss.item())
+
+        if step % args.eval_every and step != args.max_steps:
+            continue
+        # evaluate on the held-out split
+        train_loss = float(np.mean(running))
+        running.clear()
+        if len(val):
+            val_loss, val_accuracy, diff = evaluate(model, val_f1, val_f2, val_mu1, val_mu2, args.label_noise)
+            writer.add_scalar("val/loss", val_loss, step)
+            writer.add_scalar("val/accuracy", val_accuracy, step)
+            for name, mask in label_classes(val.mu1, val.mu2).items():
+                if mask.any():
+                    writer.add_histogram(f"val/r_diff_{name}", diff[mask], step)
+        else:
+            val_loss, val_accuracy = float("nan"), float("nan")
+        writer.add_scalar("train/loss", train_loss, step)
+        history.append((step, train_loss, val_loss))
+        bar.set_postfix(val_loss=f"{val_loss:.4f}", val_acc=f"{val_accuracy:.4f}")
+        if val_loss < best["loss"] - args.min_delta:
+            best, bad_evals = {"loss": val_loss, "step": step, "state": copy.deepcopy(model.state_dict())}, 0
+        elif len(val):
+            bad_evals += 1
+            if bad_evals >= args.patience:
+                break
+    bar.close()
+    if len(val):
+        model.load_state_dict(best["state"])  # early stopping keeps the best held-out weights
+    model.eval()
+
+    # score: held-out preferences, and the learned reward against the true one on the whole grid
+    val_loss, val_accuracy, diff = (evaluate(model, val_f1, val_f2, val_mu1, val_mu2, args.label_noise)
+                                    if len(val) else (float("nan"), float("nan"), np.zeros(0)))
+    table = rm.reward_table(model)
+    summary = {
+        "db": args.db, "label_source": args.label_source, "n_train": len(train), "n_validation": len(val),
+        "segment_length": int(train.actions1.shape[1]), "steps": step, "best_step": best["step"] if len(val) else step,
+        "stopped_early": bool(step < args.max_steps), "val_loss": val_loss, "val_accuracy": val_accuracy,
+        "action_order_agreement": rm.action_order_agreement(table), "reward_correlation": rm.reward_correlation(table),
+        "train_seconds": time.perf_counter() - start, "args": {k: v for k, v in vars(args).items()},
+    }
+    writer.add_scalar("reward/action_order_agreement", summary["action_order_agreement"], step)
+    writer.add_scalar("reward/correlation", summary["reward_correlation"], step)
+    writer.close()
+
+    # save
+    rm.save(model, args.out, summary, overwrite=args.overwrite)
+    plot(args.plot, table, history, diff, label_classes(val.mu1, val.mu2), summary)
+    print(f"trained on {len(train)} comparisons ({len(val)} held out) for {step} steps"
+          f"{' (early stop, best at ' + str(summary['best_step']) + ')' if summary['stopped_early'] else ''}"
+          f" in {summary['train_seconds']:.1f} s")
+    print(f"held-out loss {val_loss:.4f}, held-out accuracy {val_accuracy:.4f}, "
+          f"action-order agreement {summary['action_order_agreement']:.4f}, reward correlation {summary['reward_correlation']:.4f}")
+    print(f"wrote {args.out}, {args.plot} and {os.path.join(args.run_dir, run_name)}")
+    return summary
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except (db.PreferencesDBError, rm.RewardModelError) as e:
+        sys.exit(f"train_reward_model.py: error: {e}")
