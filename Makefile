@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SEED ?= 1
 
-.PHONY: run test setup clean
+.PHONY: run test setup bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +13,17 @@ $(VENV)/.installed: requirements.txt
 
 setup: $(VENV)/.installed
 
+# the whole pipeline: 10,000 single-step comparisons, the reward model, a fast PPO agent on the learned reward
 run: setup
-	$(PY) make_preferences_db.py --seed $(SEED) --overwrite
+	$(PY) make_preferences_db.py --seed $(SEED) --db preferences.db --overwrite
+	$(PY) train_reward_model.py --seed $(SEED) --db preferences.db --out reward_model.pt --overwrite
+	$(PY) ppo_rlhf.py --seed $(SEED) --preset fast --rlhf --reward-model reward_model.pt --save-path agent.pt --overwrite
 
 test: setup
 	$(PY) -m pytest -q tests
 
+bench: setup
+	$(PY) benchmarks/benchmark.py
+
 clean:
-	rm -rf runs videos preferences.db preferences.db-wal preferences.db-shm reward_model.pt agent.pt
+	rm -rf runs preferences.db preferences.db-wal preferences.db-shm reward_model.pt reward_model.png agent.pt

@@ -1,0 +1,148 @@
+"""The PPO agent: actor and critic networks, the agent file, and the fixed-seed evaluation.
+
+Shared by ppo_rlhf.py (which trains it) and any stage that runs a saved agent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+
+import numpy as np
+import torch
+from torch import nn
+
+import moving_dot as md
+
+FORMAT = "moving-dot-ppo-agent"
+FORMAT_VERSION = 1
+
+
+class AgentFileError(Exception):
+    """An agent file that cannot be used; the message names the file and the fix."""
+
+
+def layer_init(layer, std=math.sqrt(2), bias_const=0.0):
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class Agent(nn.Module):
+    """Separate actor and critic MLPs (64-64, Tanh, orthogonal init), as CleanRL's ppo.py.
+    Positions are scaled to [-1, 1] from the observation bounds before either network."""
+
+    def __init__(self, hidden_size=64):
+        super().__init__()
+        self.config = {"hidden_size": int(hidden_size)}
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(2, hidden_size)), nn.Tanh(),
+            layer_init(nn.Linear(hidden_size, hidden_size)), nn.Tanh(),
+            layer_init(nn.Linear(hidden_size, 1), std=1.0),
+        )
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(2, hidden_size)), nn.Tanh(),
+            layer_init(nn.Linear(hidden_size, hidden_size)), nn.Tanh(),
+            layer_init(nn.Linear(hidden_size, md.N_ACTIONS), std=0.01),
+        )
+        scale = 2 / (md.OBS_HIGH - md.OBS_LOW)
+        self.register_buffer("obs_scale", torch.as_tensor(scale), persistent=False)
+        self.register_buffer("obs_offset", torch.as_tensor(-1 - md.OBS_LOW * scale), persistent=False)
+
+    def normalize(self, obs):
+        return torch.addcmul(self.obs_offset, obs, self.obs_scale)  # one kernel: this runs every env step
+
+    def get_value(self, obs):
+        return self.critic(self.normalize(obs)).squeeze(-1)
+
+    def get_action_and_value(self, obs, action):
+        """(action, log-prob, entropy, value) of given actions: the update's view."""
+        x = self.normalize(obs)
+        log_probs = self.actor(x).log_softmax(-1)
+        log_prob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)
+        return action, log_prob, entropy, self.critic(x).squeeze(-1)
+
+    def sample_action_and_value(self, obs):
+        """(action, log-prob, value) with the action sampled: the rollout's view, kept lean
+        because it runs on every env step."""
+        x = self.normalize(obs)
+        log_probs = self.actor(x).log_softmax(-1)
+        gumbel = -torch.log(-torch.log(torch.rand_like(log_probs)))  # Gumbel-max: a sample of softmax(logits)
+        action = (log_probs + gumbel).argmax(-1)
+        return action, log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), self.critic(x).squeeze(-1)
+
+    @torch.no_grad()
+    def act(self, obs, greedy=True, generator=None):
+        """Actions for a batch of observations: the most likely one, or a sample."""
+        logits = self.actor(self.normalize(obs))
+        if greedy:
+            return logits.argmax(-1)
+        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def evaluate(agent: Agent, n_episodes=100, seed=100_000, greedy=True, capture=False):
+    """Full episodes from fixed starts (env seeds seed, seed + 1, ...), all stepped at once.
+
+    Returns mean true return, mean optimal return and the normalized return (their ratio),
+    and with ``capture`` the positions of the first episode, (T + 1, 2), for a video.
+    """
+    device = agent.obs_scale.device
+    envs = md.MovingDotVectorEnv(num_envs=n_episodes)
+    obs, info = envs.reset(seed=seed)
+    optimal = info["optimal_return"]
+    generator = torch.Generator(device=device).manual_seed(seed)
+    total, path = np.zeros(n_episodes), [obs[0].copy()]
+    for _ in range(envs.max_episode_steps):
+        action = agent.act(torch.as_tensor(obs, device=device), greedy, generator).cpu().numpy()
+        obs, reward, _, truncated, info = envs.step(action)
+        total += reward
+        if capture:
+            path.append(info["final_obs"][0] if truncated[0] else obs[0].copy())
+    result = {"true_return": float(total.mean()), "optimal_return": float(optimal.mean()),
+              "normalized_return": md.normalized_return(total, optimal)}
+    if capture:
+        result["path"] = np.array(path)
+    return result
+
+
+def save(path: str, agent: Agent, optimizer=None, extra: dict | None = None, overwrite=False):
+    """Write the agent file atomically: weights, config, optimizer state and ``extra``
+    (step counts, args, evaluation), refusing to replace a file unless ``overwrite``."""
+    if os.path.exists(path) and not overwrite:
+        raise AgentFileError(f"{path} already exists; pass --overwrite to replace it or choose another --save-path")
+    checkpoint = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": dict(agent.config),
+                  "env": dict(md.ENV_PARAMS), "state_dict": {k: v.detach().cpu() for k, v in agent.state_dict().items()},
+                  "optimizer": optimizer.state_dict() if optimizer is not None else None, **(extra or {})}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load(path: str, device="cpu") -> tuple[Agent, dict]:
+    """The agent (eval mode) and the whole checkpoint dict, loaded with ``weights_only=True``."""
+    if not os.path.isfile(path):
+        raise AgentFileError(f"agent file {path} not found; train one with `python ppo_rlhf.py --save-path {path}`")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise AgentFileError(f"{path} is not a readable agent file (corrupt, truncated or foreign: {reason})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise AgentFileError(f"{path} is not an agent file (found {found!r}); pass a file written by ppo_rlhf.py")
+    if checkpoint.get("format_version") != FORMAT_VERSION or checkpoint.get("env") != md.ENV_PARAMS:
+        raise AgentFileError(f"{path} was written by another version of ppo_rlhf.py or for another env; retrain it")
+    try:
+        agent = Agent(**checkpoint["config"])
+        agent.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise AgentFileError(f"{path} does not fit the network it describes ({str(e).strip().splitlines()[0]}); retrain it") from None
+    return agent.to(device).eval(), checkpoint

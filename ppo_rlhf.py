@@ -1,0 +1,296 @@
+"""Stage 3: train a PPO agent in the moving-dot env, on the env reward or on the learned one.
+
+    python ppo_rlhf.py --rlhf --reward-model reward_model.pt
+    python ppo_rlhf.py --preset fast --rlhf          # the fastest measured route to a good agent
+
+A single-file PPO in the style of CleanRL's ppo.py, on the native vectorized env. With
+--rlhf the env reward is replaced by the reward model's r(o_t, a_t), evaluated on the
+observation *before* the action, as the model was trained; the true env return is still
+what `charts/episodic_return` reports. Writes TensorBoard logs and the agent file under
+runs/<run name>/, and ends by evaluating the greedy and the sampled policy on fixed starts.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import agent as agent_lib
+import cli
+import moving_dot as md
+import reward_model as rm
+
+# Measured on 2 CPU cores (README, "Time to a good agent"): the least wall time to a greedy
+# normalized return >= 0.97 with --rlhf on the default reward model.
+PRESETS = {
+    "cleanrl": {},
+    "fast": {"num_envs": 16, "num_steps": 64, "total_timesteps": 150_000, "learning_rate": 1e-3,
+             "num_minibatches": 2, "update_epochs": 2},
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="PPO on the moving-dot env, on the env reward or (--rlhf) the learned reward.")
+    p.add_argument("--seed", type=int, default=1, help="seed of the envs, the init and the sampling")
+    p.add_argument("--reward-model", default="reward_model.pt", help="the reward model file used with --rlhf")
+    p.add_argument("--save-path", default=None, help="agent file to write (default: runs/<run name>/agent.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --save-path")
+    p.add_argument("--run-dir", default="runs", help="parent folder of the TensorBoard run")
+    p.add_argument("--exp-name", default="ppo_rlhf", help="the experiment's name in the run name")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="cleanrl", help="a named set of defaults (flags given still win)")
+    p.add_argument("--rlhf", action="store_true", help="replace the env reward by the learned reward")
+    p.add_argument("--reward-transform", choices=("clip", "normalize"), default="clip",
+                   help="learned reward: clip to [-1, 1] (write-up, C17 Atari) or normalize to zero mean, unit std (C17)")
+    p.add_argument("--total-timesteps", type=cli.positive_int, default=1_000_000, help="env steps in all (write-up: 1000000)")
+    p.add_argument("--learning-rate", type=cli.positive_float, default=2.5e-4, help="Adam step size (CleanRL: 2.5e-4)")
+    p.add_argument("--num-envs", type=cli.positive_int, default=4, help="parallel envs (CleanRL: 4)")
+    p.add_argument("--num-steps", type=cli.positive_int, default=128, help="steps per env per rollout (CleanRL: 128)")
+    p.add_argument("--anneal-lr", action=argparse.BooleanOptionalAction, default=True, help="anneal the learning rate linearly to 0")
+    p.add_argument("--gamma", type=cli.discount, default=0.99, help="discount (CleanRL: 0.99)")
+    p.add_argument("--gae-lambda", type=cli.probability, default=0.95, help="GAE lambda (CleanRL: 0.95)")
+    p.add_argument("--num-minibatches", type=cli.positive_int, default=4, help="minibatches per epoch (CleanRL: 4)")
+    p.add_argument("--update-epochs", type=cli.positive_int, default=4, help="epochs per update (CleanRL: 4)")
+    p.add_argument("--norm-adv", action=argparse.BooleanOptionalAction, default=True, help="normalize advantages per minibatch")
+    p.add_argument("--clip-coef", type=cli.positive_float, default=0.2, help="surrogate clipping (CleanRL: 0.2)")
+    p.add_argument("--clip-vloss", action=argparse.BooleanOptionalAction, default=True, help="clip the value loss (CleanRL: on)")
+    p.add_argument("--ent-coef", type=cli.nonnegative_float, default=0.01, help="entropy bonus (CleanRL: 0.01)")
+    p.add_argument("--vf-coef", type=cli.nonnegative_float, default=0.5, help="value loss weight (CleanRL: 0.5)")
+    p.add_argument("--max-grad-norm", type=cli.positive_float, default=0.5, help="gradient clipping (CleanRL: 0.5)")
+    p.add_argument("--target-kl", type=cli.positive_float, default=None, help="stop an update early past this KL (default: never)")
+    p.add_argument("--eval-episodes", type=cli.positive_int, default=100, help="fixed-start episodes of the final evaluation")
+    p.add_argument("--eval-seed", type=int, default=100_000, help="env seed of the first evaluation episode (same for every run)")
+    p.add_argument("--capture-video", action="store_true", help="write a GIF of the trained greedy agent into the run folder")
+    p.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=True, help="use CUDA when available")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
+    preset = p.parse_known_args(argv)[0].preset
+    p.set_defaults(**PRESETS[preset])
+    args = p.parse_args(argv)
+    args.batch_size = args.num_envs * args.num_steps
+    if args.batch_size % args.num_minibatches:
+        p.error(f"--num-envs x --num-steps ({args.batch_size}) must be divisible by --num-minibatches ({args.num_minibatches})")
+    args.minibatch_size = args.batch_size // args.num_minibatches
+    args.num_iterations = max(1, args.total_timesteps // args.batch_size)
+    return args
+
+
+def episode_sums(values, dones, carry):
+    """Per-episode sums of ``values`` (T, N) for the episodes that end in this rollout (where
+    ``dones``), continuing the open sums ``carry`` (N,). Returns (sums, t, env, new carry),
+    the ended episodes ordered by env, then time."""
+    running = np.cumsum(values, 0)
+    env, t = np.nonzero(dones.T)
+    ends = running[t, env]
+    same_env_before = np.r_[False, env[1:] == env[:-1]]
+    starts = np.where(same_env_before, np.r_[0.0, ends[:-1]], -carry[env])
+    last_done = np.full(dones.shape[1], -1)
+    last_done[env] = t  # the latest done of each env wins
+    new_carry = np.where(last_done >= 0, running[-1] - running[last_done, np.arange(dones.shape[1])], carry + running[-1])
+    return ends - starts, t, env, new_carry
+
+
+def clip_grad_norm(params, max_norm):
+    """torch.nn.utils.clip_grad_norm_ in three kernels: it runs on every minibatch."""
+    grads = [p.grad for p in params]
+    total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, torch.clamp(max_norm / (total_norm + 1e-6), max=1.0))
+
+
+def make_gif(path, positions, every=2):
+    """An animated GIF of the field from a sequence of positions, the centre marked in grey."""
+    from PIL import Image
+
+    reached = np.flatnonzero((positions == md.CENTRE).all(1))
+    end = min(len(positions), (reached[0] + 40) if len(reached) else len(positions))
+    frames = []
+    for position in positions[:end:every]:
+        frame = md.render_frame(position)
+        cx, cy = md.CENTRE
+        frame[cy, cx - 6:cx + 7] = np.maximum(frame[cy, cx - 6:cx + 7], 90)
+        frame[cy - 6:cy + 7, cx] = np.maximum(frame[cy - 6:cy + 7, cx], 90)
+        frames.append(Image.fromarray(frame).resize((md.WIDTH * 2, md.HEIGHT * 2), Image.NEAREST))
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=40, loop=0)
+
+
+def main(args):
+    start_time = time.time()
+    run_name = f"MovingDot-v0__{args.exp_name}__{args.seed}__{int(start_time)}"
+    save_path = args.save_path or os.path.join(args.run_dir, run_name, "agent.pt")
+    if os.path.exists(save_path) and not args.overwrite:  # fail before training, not after
+        raise agent_lib.AgentFileError(f"{save_path} already exists; pass --overwrite to replace it or choose another --save-path")
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(1)  # 64-unit MLPs on a few hundred rows: threads only add overhead
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    reward_net = rm.load(args.reward_model, device) if args.rlhf else None  # a bad file fails here, before any work
+    if reward_net is not None and args.reward_transform == "normalize":
+        table = rm.reward_table(reward_net)  # the whole grid: the exact mean and spread of r over (o, a)
+        reward_mean, reward_std = float(table.mean()), float(table.std()) + 1e-8
+
+    writer = SummaryWriter(os.path.join(args.run_dir, run_name))
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    envs = md.MovingDotVectorEnv(num_envs=args.num_envs)
+    agent = agent_lib.Agent().to(device)
+    params = list(agent.parameters())
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5, fused=True)
+
+    # rollout storage: numpy arrays filled in place, torch tensors stacked from lists once per rollout
+    T, N = args.num_steps, args.num_envs
+    env_rewards, dones = np.zeros((T, N), dtype=np.float32), np.zeros((T, N), dtype=bool)
+    bootstrap = np.zeros((T, N), dtype=np.float32)  # gamma V(final obs) on truncation steps
+    episode_optimal = np.zeros((T, N))  # optimal return of the episode each step belongs to
+    true_carry, learned_carry, length_carry = np.zeros(N), np.zeros(N), np.zeros(N)
+
+    global_step = 0
+    next_obs_np, info = envs.reset(seed=args.seed)
+    next_obs, current_optimal = torch.as_tensor(next_obs_np, device=device), info["optimal_return"]
+    recent = {"return": float("nan"), "normalized": float("nan")}
+    bar = tqdm(total=args.num_iterations * args.batch_size, desc="ppo", unit="step", unit_scale=True,
+               disable=not args.progress, mininterval=0.5)
+    for iteration in range(1, args.num_iterations + 1):
+        if args.anneal_lr:
+            optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
+
+        # collect
+        bootstrap.fill(0.0)
+        step_obs, step_actions, step_logprobs, step_values = [], [], [], []
+        with torch.no_grad():
+            for step in range(T):
+                action, logprob, value = agent.sample_action_and_value(next_obs)
+                step_obs.append(next_obs), step_actions.append(action), step_logprobs.append(logprob), step_values.append(value)
+                episode_optimal[step] = current_optimal
+                next_obs_np, env_rewards[step], terminated, truncated, info = envs.step(action.cpu().numpy())
+                dones[step] = terminated | truncated
+                if truncated.any():  # a time limit is not a terminal state: bootstrap from the last observation
+                    final_value = agent.get_value(torch.as_tensor(info["final_obs"][truncated], device=device))
+                    bootstrap[step, truncated] = args.gamma * final_value.cpu().numpy()
+                next_obs, current_optimal = torch.as_tensor(next_obs_np, device=device), info["optimal_return"]
+        obs, actions = torch.stack(step_obs), torch.stack(step_actions)
+        logprobs, values = torch.stack(step_logprobs), torch.stack(step_values)
+        global_step += args.batch_size
+
+        # relabel: the learned reward of every (o_t, a_t) of the rollout in one batched call
+        if reward_net is not None:
+            learned = reward_net.reward(obs, actions)
+            learned = np.clip(learned, -1, 1) if args.reward_transform == "clip" else (learned - reward_mean) / reward_std
+            rewards = learned
+        else:
+            learned, rewards = None, env_rewards
+
+        # log the episodes that ended: true return always, learned return under --rlhf
+        true_returns, done_t, done_env, true_carry = episode_sums(env_rewards, dones, true_carry)
+        lengths, *_, length_carry = episode_sums(np.ones((T, N)), dones, length_carry)
+        if learned is not None:
+            learned_returns, *_, learned_carry = episode_sums(learned, dones, learned_carry)
+        for i in range(len(true_returns)):  # one entry per finished episode (a few per 2000 steps)
+            step_of_episode = global_step - args.batch_size + (done_t[i] + 1) * N
+            optimal = episode_optimal[done_t[i], done_env[i]]
+            writer.add_scalar("charts/episodic_return", true_returns[i], step_of_episode)
+            writer.add_scalar("charts/episodic_length", lengths[i], step_of_episode)
+            if optimal > 0:
+                writer.add_scalar("charts/normalized_return", true_returns[i] / optimal, step_of_episode)
+            if learned is not None:
+                writer.add_scalar("charts/learned_return", learned_returns[i], step_of_episode)
+        if len(true_returns):
+            optimal = episode_optimal[done_t, done_env]
+            recent = {"return": float(true_returns.mean()), "normalized": md.normalized_return(true_returns, optimal)}
+
+        # advantages: GAE, with the truncation bootstrap folded into the reward of that step
+        with torch.no_grad():
+            next_value = agent.get_value(next_obs).cpu().numpy()
+        values_np = values.cpu().numpy()
+        advantages_np = np.zeros((T, N), dtype=np.float32)
+        last_gae = np.zeros(N, dtype=np.float32)
+        for t in reversed(range(T)):
+            not_done = 1.0 - dones[t]
+            next_values = next_value if t == T - 1 else values_np[t + 1]
+            delta = rewards[t] + bootstrap[t] + args.gamma * next_values * not_done - values_np[t]
+            last_gae = delta + args.gamma * args.gae_lambda * not_done * last_gae
+            advantages_np[t] = last_gae
+        advantages = torch.as_tensor(advantages_np, device=device)
+        returns = advantages + values
+
+        # update
+        b_obs, b_actions, b_logprobs = obs.reshape(-1, 2), actions.reshape(-1), logprobs.reshape(-1)
+        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+        clipfracs, approx_kls = [], []
+        for epoch in range(args.update_epochs):
+            b_inds = torch.randperm(args.batch_size, device=device)
+            for start in range(0, args.batch_size, args.minibatch_size):
+                mb = b_inds[start:start + args.minibatch_size]
+                _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb], b_actions[mb])
+                logratio = newlogprob - b_logprobs[mb]
+                ratio = logratio.exp()
+                with torch.no_grad():
+                    old_approx_kl = (-logratio).mean()
+                    approx_kls.append(((ratio - 1) - logratio).mean())
+                    clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean())
+                mb_advantages = b_advantages[mb]
+                if args.norm_adv:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                pg_loss = torch.max(-mb_advantages * ratio,
+                                    -mb_advantages * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)).mean()
+                if args.clip_vloss:
+                    v_clipped = b_values[mb] + torch.clamp(newvalue - b_values[mb], -args.clip_coef, args.clip_coef)
+                    v_loss = 0.5 * torch.max((newvalue - b_returns[mb]) ** 2, (v_clipped - b_returns[mb]) ** 2).mean()
+                else:
+                    v_loss = 0.5 * ((newvalue - b_returns[mb]) ** 2).mean()
+                entropy_loss = entropy.mean()
+                loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                clip_grad_norm(params, args.max_grad_norm)
+                optimizer.step()
+            if args.target_kl is not None and approx_kls[-1] > args.target_kl:
+                break
+
+        # log the update
+        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
+        var_y = np.var(y_true)
+        explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
+        sps = int(global_step / (time.time() - start_time))
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
+        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
+        writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
+        writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
+        writer.add_scalar("losses/approx_kl", torch.stack(approx_kls).mean().item(), global_step)
+        writer.add_scalar("losses/clipfrac", torch.stack(clipfracs).mean().item(), global_step)
+        writer.add_scalar("losses/explained_variance", explained_var, global_step)
+        writer.add_scalar("charts/SPS", sps, global_step)
+        bar.update(args.batch_size)
+        bar.set_postfix(ret=f"{recent['return']:.1f}", norm=f"{recent['normalized']:.3f}", sps=sps, refresh=False)
+    bar.close()
+    train_seconds = time.time() - start_time
+
+    # evaluate the greedy and the sampled policy on the same fixed starts
+    agent.eval()
+    greedy = agent_lib.evaluate(agent, args.eval_episodes, args.eval_seed, greedy=True, capture=args.capture_video)
+    sampled = agent_lib.evaluate(agent, args.eval_episodes, args.eval_seed, greedy=False)
+    for name, result in (("greedy", greedy), ("sampled", sampled)):
+        writer.add_scalar(f"eval/{name}_normalized_return", result["normalized_return"], global_step)
+        writer.add_scalar(f"eval/{name}_true_return", result["true_return"], global_step)
+    summary = {"global_step": global_step, "train_seconds": train_seconds, "sps": int(global_step / train_seconds),
+               "greedy": {k: v for k, v in greedy.items() if k != "path"}, "sampled": sampled}
+    agent_lib.save(save_path, agent, optimizer, {"global_step": global_step, "args": dict(vars(args)), "summary": summary},
+                   overwrite=args.overwrite)
+    if args.capture_video:
+        make_gif(os.path.join(args.run_dir, run_name, "agent.gif"), greedy["path"])
+    writer.close()
+    print(f"{'rlhf (' + args.reward_model + ')' if args.rlhf else 'env reward'}: {global_step} steps in {train_seconds:.1f} s "
+          f"({summary['sps']} steps/s)")
+    for name, result in (("greedy", greedy), ("sampled", sampled)):
+        print(f"{name:>8} policy on {args.eval_episodes} fixed starts: true return {result['true_return']:.2f}, "
+              f"optimal {result['optimal_return']:.2f}, normalized {result['normalized_return']:.4f}")
+    print(f"wrote {save_path} and {os.path.join(args.run_dir, run_name)}")
+    return summary
+
+
+if __name__ == "__main__":
+    try:
+        main(parse_args())
+    except (rm.RewardModelError, agent_lib.AgentFileError) as e:
+        sys.exit(f"ppo_rlhf.py: error: {e}")
