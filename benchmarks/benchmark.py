@@ -1,0 +1,102 @@
+"""Time each stage on its default settings, and the whole pipeline, on this machine.
+
+    python benchmarks/benchmark.py            # full: ~4 minutes on 2 cores
+    python benchmarks/benchmark.py --quick    # reduced PPO budgets, under a minute
+
+Each stage runs as its own process (as a user would run it), measured with os.wait4:
+wall seconds, CPU seconds, peak resident MB. Quality figures are read back from the files
+the stages write (the model file's and the agent file's summaries). Prints a table and
+writes JSON (--out).
+
+The headline is the time from nothing to a trained RLHF agent: generate the preferences,
+train the reward model, run PPO with `--preset fast --rlhf`; its quality figure is the
+greedy policy's normalized return on fixed starts.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import agent as agent_lib  # noqa: E402
+import reward_model as rm  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Time each stage and the whole pipeline.")
+    p.add_argument("--seed", type=int, default=1, help="seed of every stage")
+    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "benchmark.json"), help="JSON results file")
+    p.add_argument("--quick", action="store_true", help="PPO on 100,000 steps instead of 1,000,000")
+    return p.parse_args(argv)
+
+
+def run_stage(args, workdir):
+    """Run one stage script; return wall s, CPU s (user + system) and peak MB of that process."""
+    start = time.perf_counter()
+    process = subprocess.Popen([sys.executable, *args], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        sys.exit(f"benchmark: {' '.join(args)} failed:\n{output}")
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}
+
+
+def main(args):
+    ppo_steps = 100_000 if args.quick else 1_000_000
+    script = lambda name: os.path.join(ROOT, name)  # noqa: E731
+    common = ["--seed", str(args.seed), "--no-progress"]
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        # generator (10,000 comparisons, k = 1)
+        r = run_stage([script("make_preferences_db.py"), "--seed", str(args.seed), "--db", "prefs.db"], work)
+        rows.append({"stage": "generate preferences", **r, "steps_per_s": 10_000 / r["wall_s"], "quality": None})
+
+        # reward model to early stop
+        r = run_stage([script("train_reward_model.py"), *common, "--db", "prefs.db", "--out", "rm.pt"], work)
+        summary = rm.load(os.path.join(work, "rm.pt")).summary
+        rows.append({"stage": "train reward model", **r, "steps_per_s": summary["steps"] / r["wall_s"],
+                     "quality": {"held_out_accuracy": summary["val_accuracy"], "action_order_agreement": summary["action_order_agreement"]}})
+
+        # PPO on the env reward and on the learned reward, CleanRL's defaults
+        for name, extra in (("ppo env reward", []), ("ppo --rlhf", ["--rlhf", "--reward-model", "rm.pt"])):
+            path = f"agent_{len(rows)}.pt"
+            r = run_stage([script("ppo_rlhf.py"), *common, "--total-timesteps", str(ppo_steps), "--save-path", path, *extra], work)
+            result = agent_lib.load(os.path.join(work, path))[1]["summary"]
+            rows.append({"stage": f"{name} {ppo_steps // 1000}k steps", **r, "steps_per_s": result["global_step"] / r["wall_s"],
+                         "quality": {"greedy_normalized_return": result["greedy"]["normalized_return"],
+                                     "sampled_normalized_return": result["sampled"]["normalized_return"]}})
+
+    # headline: from nothing to a trained RLHF agent, in a fresh folder
+    with tempfile.TemporaryDirectory() as work:
+        stages = [run_stage([script("make_preferences_db.py"), "--seed", str(args.seed), "--db", "prefs.db"], work),
+                  run_stage([script("train_reward_model.py"), *common, "--db", "prefs.db", "--out", "rm.pt"], work),
+                  run_stage([script("ppo_rlhf.py"), *common, "--preset", "fast", "--rlhf", "--reward-model", "rm.pt", "--save-path", "agent.pt"], work)]
+        result = agent_lib.load(os.path.join(work, "agent.pt"))[1]["summary"]
+        rows.append({"stage": "pipeline: nothing -> RLHF agent (fast preset)", "wall_s": sum(s["wall_s"] for s in stages),
+                     "cpu_s": sum(s["cpu_s"] for s in stages), "peak_mb": max(s["peak_mb"] for s in stages), "steps_per_s": None,
+                     "quality": {"greedy_normalized_return": result["greedy"]["normalized_return"],
+                                 "sampled_normalized_return": result["sampled"]["normalized_return"]}})
+
+    print(f"{'stage':<48}{'wall s':>8}{'CPU s':>8}{'peak MB':>9}{'steps/s':>10}  quality")
+    for row in rows:
+        quality = ", ".join(f"{k} {v:.4f}" for k, v in (row["quality"] or {}).items())
+        steps = f"{row['steps_per_s']:.0f}" if row["steps_per_s"] else "-"
+        print(f"{row['stage']:<48}{row['wall_s']:>8.1f}{row['cpu_s']:>8.1f}{row['peak_mb']:>9.0f}{steps:>10}  {quality}")
+    machine = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+               "processor": platform.processor()}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"machine": machine, "quick": args.quick, "seed": args.seed, "rows": rows}, f, indent=2)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main(parse_args())
