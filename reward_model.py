@@ -132,8 +132,8 @@ def preference_accuracy(returns1, returns2, mu1, mu2) -> float:
 
 def reward_table(model: RewardModel) -> np.ndarray:
     """The learned reward for every state and action, (N_STATES, N_ACTIONS), in one call."""
-    positions = np.broadcast_to(md.OBS_TABLE[:, None, :], (md.N_STATES, md.N_ACTIONS, 2))
-    actions = np.broadcast_to(np.arange(md.N_ACTIONS), (md.N_STATES, md.N_ACTIONS))
+    positions = np.repeat(md.OBS_TABLE[:, None, :], md.N_ACTIONS, axis=1)
+    actions = np.tile(np.arange(md.N_ACTIONS), (md.N_STATES, 1))
     return model.reward(positions, actions)
 
 
