@@ -163,6 +163,7 @@ def save(model: RewardModel, path: str, summary: dict | None = None, overwrite: 
         "env": dict(md.ENV_PARAMS), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "summary": dict(summary if summary is not None else model.summary),
     }
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         torch.save(checkpoint, tmp)

@@ -1,0 +1,512 @@
+"""The PPO stage (ppo_rlhf.py): a short run and what it writes, behaviour that follows the reward
+actually used (hand-built reward models towards and away from the centre), determinism, the
+truncation bootstrap in the advantages, the episode bookkeeping, bad flags and bad files."""
+
+import glob
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import agent as agent_lib
+import moving_dot as md
+import ppo_rlhf as ppo
+import reward_model as rm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "ppo_rlhf.py")
+
+SHORT = ["--total-timesteps", 20000, "--num-envs", 8, "--num-steps", 64, "--eval-episodes", 10]
+TAGS = ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
+        "charts/normalized_return", "losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/approx_kl",
+        "losses/old_approx_kl", "losses/clipfrac", "losses/explained_variance", "eval/greedy_true_return",
+        "eval/greedy_normalized_return", "eval/sampled_true_return", "eval/sampled_normalized_return")
+
+
+def run(tmp, *flags, save=True):
+    """ppo_rlhf.main with everything written under ``tmp``; returns (summary, run folder, agent file)."""
+    argv = ["--run-dir", str(tmp / "runs"), "--no-progress", *map(str, flags)]
+    if save:
+        argv += ["--save-path", str(tmp / "agent.pt")]
+    summary = ppo.main(ppo.parse_args(argv))
+    runs = glob.glob(str(tmp / "runs" / "MovingDot-v0__*"))
+    assert len(runs) == 1
+    return summary, runs[0], str(tmp / "agent.pt") if save else os.path.join(runs[0], "agent.pt")
+
+
+def scalars(run_dir, tag):
+    events = EventAccumulator(run_dir, purge_orphaned_data=False)
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+def scalar_tags(run_dir):
+    events = EventAccumulator(run_dir)
+    events.Reload()
+    return set(events.Tags()["scalars"])
+
+
+def hand_built_reward_model(sign=1.0, scale=0.1, sharp=2000.0, gate=5000.0):
+    """A one-member reward model whose weights are written so that it computes
+    ``sign`` x (+-1 for a move towards / away from the centre, 0 for noop), i.e. the true reward
+    (or its negation) everywhere except at the walls (where the true reward of a bump is 0).
+
+    Layer 1 has two units per move: tanh(sharp (threshold - coordinate) + gate (one_hot - 1)),
+    and its mirror, both -1 unless the move is taken; their half-difference is the side of the
+    threshold. Layer 2 sums them (small weights: tanh is almost linear), layer 3 undoes the scale.
+    """
+    model = rm.RewardModel("normalized", ensemble_size=1, hidden_size=8)
+    scaled = lambda v, c: 2 * (v - md.OBS_LOW[c]) / (md.OBS_HIGH[c] - md.OBS_LOW[c]) - 1
+    cx, cy = md.CENTRE
+    # (action, coordinate, threshold: the action helps on the low side (+1) or the high side (-1))
+    rules = [(2, 0, scaled(cx - 0.5, 0), 1), (4, 0, scaled(cx + 0.5, 0), -1),
+             (1, 1, scaled(cy - 0.5, 1), 1), (3, 1, scaled(cy + 0.5, 1), -1)]
+    w1, b1, w2, w3 = torch.zeros(7, 8), torch.zeros(8), torch.zeros(8, 8), torch.zeros(8, 1)
+    for i, (action, coordinate, threshold, low_side) in enumerate(rules):
+        for j, s in enumerate((1, -1)):
+            unit = 2 * i + j
+            w1[coordinate, unit] = -sharp * low_side * s
+            w1[2 + action, unit] = gate
+            b1[unit] = sharp * low_side * s * threshold - gate
+            w2[unit, 0] = s * scale / 2
+    w3[0, 0] = sign / scale
+    with torch.no_grad():
+        model.net[0].weight.copy_(w1[None])
+        model.net[0].bias.copy_(b1[None, None])
+        model.net[2].weight.copy_(w2[None])
+        model.net[2].bias.zero_()
+        model.net[4].weight.copy_(w3[None])
+        model.net[4].bias.zero_()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def reward_models(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reward_models")
+    paths = {}
+    for name, sign in (("towards", 1.0), ("away", -1.0)):
+        paths[name] = str(tmp / f"{name}.pt")
+        rm.save(hand_built_reward_model(sign), paths[name], {"hand_built": name})
+    return paths
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("short")
+    return run(tmp, *SHORT, "--seed", 1, "--capture-video")
+
+
+# --- a short run on the env reward ----------------------------------------------------------------
+
+def test_short_run_summary_and_agent_file(short_run):
+    summary, run_dir, save_path = short_run
+    assert summary["global_step"] == 39 * 512  # 20000 // (8 x 64) iterations of 512 steps
+    for name in ("greedy", "sampled"):
+        result = summary[name]
+        assert set(result) == {"true_return", "optimal_return", "normalized_return"}
+        assert result["normalized_return"] == pytest.approx(result["true_return"] / result["optimal_return"])
+        assert abs(result["true_return"]) <= md.MAX_EPISODE_STEPS
+    # the eval starts are fixed: optimal returns of starts 100000..100009, whatever the agent
+    envs = md.MovingDotVectorEnv(num_envs=10)
+    _, info = envs.reset(seed=100_000)
+    assert summary["greedy"]["optimal_return"] == summary["sampled"]["optimal_return"] == info["optimal_return"].mean()
+    # 20k steps on the env reward already learn (measured: greedy 0.96 of optimal)
+    assert summary["greedy"]["normalized_return"] > 0.5
+    agent, checkpoint = agent_lib.load(save_path)
+    assert isinstance(agent, agent_lib.Agent) and not agent.training
+    assert checkpoint["global_step"] == summary["global_step"]
+    assert checkpoint["summary"]["greedy"] == summary["greedy"]
+    assert checkpoint["args"]["num_envs"] == 8 and checkpoint["args"]["rlhf"] is False
+    assert checkpoint["optimizer"] is not None
+    # the saved agent is the evaluated one
+    assert agent_lib.evaluate(agent, 10, 100_000, greedy=True) == summary["greedy"]
+    assert agent_lib.evaluate(agent, 10, 100_000, greedy=False) == summary["sampled"]
+    # --save-path given: no agent file in the run folder
+    assert not os.path.exists(os.path.join(run_dir, "agent.pt"))
+
+
+def test_short_run_event_files(short_run):
+    summary, run_dir, _ = short_run
+    assert glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))
+    tags = scalar_tags(run_dir)
+    assert set(TAGS) <= tags, set(TAGS) - tags
+    assert "charts/learned_return" not in tags  # env reward: nothing learned to report
+    # all 8 dots start together and are truncated together after 2000 steps, at global step 16000
+    lengths = scalars(run_dir, "charts/episodic_length")
+    assert lengths == [(16000, 2000.0)] * 8
+    returns = scalars(run_dir, "charts/episodic_return")
+    assert [s for s, _ in returns] == [16000] * 8
+    values = np.array([v for _, v in returns])
+    assert np.all(values == np.round(values)) and np.all(np.abs(values) <= 2000)
+    assert len(scalars(run_dir, "charts/normalized_return")) >= 7  # all but a (rare) start at the centre
+    # one update entry per iteration, and the learning rate annealed linearly from 2.5e-4
+    lr = scalars(run_dir, "charts/learning_rate")
+    assert [s for s, _ in lr] == [512 * i for i in range(1, 40)]
+    np.testing.assert_allclose([v for _, v in lr], [2.5e-4 * (1 - i / 39) for i in range(39)], rtol=1e-5)
+    for tag in ("losses/value_loss", "losses/policy_loss", "losses/entropy", "losses/approx_kl", "losses/clipfrac", "charts/SPS"):
+        assert len(scalars(run_dir, tag)) == 39, tag
+    entropy = [v for _, v in scalars(run_dir, "losses/entropy")]
+    assert entropy[0] == pytest.approx(math.log(5), abs=0.01) and entropy[-1] < entropy[0]
+    greedy = scalars(run_dir, "eval/greedy_true_return")
+    assert greedy == [(summary["global_step"], pytest.approx(summary["greedy"]["true_return"]))]
+
+
+def test_same_seed_same_returns(short_run, tmp_path):
+    summary, run_dir, save_path = short_run
+    again, again_dir, again_path = run(tmp_path, *SHORT, "--seed", 1)
+    assert again["greedy"] == summary["greedy"] and again["sampled"] == summary["sampled"]
+    assert scalars(again_dir, "charts/episodic_return") == scalars(run_dir, "charts/episodic_return")
+    assert [v for _, v in scalars(again_dir, "losses/value_loss")] == [v for _, v in scalars(run_dir, "losses/value_loss")]
+    a, b = agent_lib.load(save_path)[0].state_dict(), agent_lib.load(again_path)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_other_seed_other_run(tmp_path):
+    small = ["--total-timesteps", 1024, "--num-envs", 8, "--num-steps", 64, "--eval-episodes", 10]
+    (one, one_dir, _), (two, two_dir, _) = (run(tmp_path / str(seed), *small, "--seed", seed) for seed in (1, 2))
+    assert scalars(one_dir, "losses/value_loss") != scalars(two_dir, "losses/value_loss")
+    assert one["sampled"] != two["sampled"]
+
+
+def test_default_save_path_is_in_the_run_folder(tmp_path):
+    summary, run_dir, save_path = run(tmp_path, "--total-timesteps", 256, "--num-envs", 2, "--num-steps", 128,
+                                      "--eval-episodes", 1, save=False)
+    assert os.path.basename(run_dir).startswith("MovingDot-v0__ppo_rlhf__1__")
+    assert agent_lib.load(save_path)[1]["global_step"] == summary["global_step"] == 256
+    assert not os.path.exists(os.path.join(run_dir, "agent.gif"))  # no --capture-video, no GIF
+
+
+# --- behaviour follows the reward actually used -----------------------------------------------------
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_hand_built_reward_models_compute_the_true_reward_or_its_negation(sign, tmp_path):
+    model = hand_built_reward_model(sign)
+    table = rm.reward_table(model)
+    interior = (md.POSITIONS[:, 0] > md.X_MIN) & (md.POSITIONS[:, 0] < md.X_MAX) & \
+        (md.POSITIONS[:, 1] > md.Y_MIN) & (md.POSITIONS[:, 1] < md.Y_MAX)
+    np.testing.assert_allclose(table[interior], sign * md.TRUE_REWARD[interior], atol=0.01)
+    assert rm.action_order_agreement(table) == pytest.approx(0.998 if sign > 0 else 0.002, abs=0.002)
+    # and it survives the model file
+    path = str(tmp_path / "m.pt")
+    rm.save(model, path)
+    np.testing.assert_array_equal(rm.reward_table(rm.load(path)), table)
+
+
+@pytest.mark.parametrize("name", ["towards", "away"])
+def test_rlhf_behaviour_follows_the_learned_reward(reward_models, tmp_path, name):
+    # measured over seeds 1-3 (40k steps, --preset fast): towards 78-81 greedy true return, away -43..-48
+    summary, run_dir, _ = run(tmp_path, "--preset", "fast", "--total-timesteps", 40000, "--eval-episodes", 10,
+                              "--rlhf", "--reward-model", reward_models[name], "--seed", 1)
+    if name == "towards":
+        assert summary["greedy"]["true_return"] > 50, summary
+        assert summary["greedy"]["normalized_return"] > 0.6
+    else:
+        assert summary["greedy"]["true_return"] < -20, summary
+        assert summary["sampled"]["true_return"] < -20, summary
+    tags = scalar_tags(run_dir)
+    assert "charts/learned_return" in tags and "charts/episodic_return" in tags
+    learned = scalars(run_dir, "charts/learned_return")
+    true = scalars(run_dir, "charts/episodic_return")
+    assert [s for s, _ in learned] == [s for s, _ in true] == [32000] * 16
+    # episodic_return stays the true return: it disagrees with the learned one for the away model
+    mean_learned, mean_true = np.mean([v for _, v in learned]), np.mean([v for _, v in true])
+    if name == "away":
+        assert mean_learned > mean_true
+    agent_file = agent_lib.load(str(tmp_path / "agent.pt"))[1]
+    assert agent_file["args"]["rlhf"] is True and agent_file["args"]["reward_model"] == reward_models[name]
+
+
+def test_learned_return_with_clip_and_normalize(reward_models, tmp_path):
+    """One dot, one rollout of exactly one episode: the trajectory is the same whatever the reward,
+    so the normalized learned return is the clipped one (the identity here: the model's rewards
+    lie in (-1, 1)) shifted and scaled by the grid's mean and spread."""
+    flags = ["--num-envs", 1, "--num-steps", 2000, "--total-timesteps", 2000, "--num-minibatches", 1,
+             "--eval-episodes", 1, "--rlhf", "--reward-model", reward_models["towards"]]
+    results = {t: run(tmp_path / t, *flags, "--reward-transform", t) for t in ("clip", "normalize")}
+    true = {t: scalars(d, "charts/episodic_return") for t, (_, d, _) in results.items()}
+    learned = {t: scalars(d, "charts/learned_return") for t, (_, d, _) in results.items()}
+    assert true["clip"] == true["normalize"] and len(true["clip"]) == 1 and true["clip"][0][0] == 2000
+    table = rm.reward_table(rm.load(reward_models["towards"]))
+    assert np.abs(table).max() < 1
+    mean, std = float(table.mean()), float(table.std()) + 1e-8
+    expected = (learned["clip"][0][1] - 2000 * mean) / std
+    assert learned["normalize"][0][1] == pytest.approx(expected, rel=1e-4, abs=1e-2)
+    assert learned["normalize"][0][1] != pytest.approx(learned["clip"][0][1], abs=1)
+    # the towards model is the true reward but for wall bumps (learned -1, true 0)
+    assert learned["clip"][0][1] <= true["clip"][0][1] + 2000 * 0.01
+
+
+# --- the truncation bootstrap -----------------------------------------------------------------------
+
+def test_advantages_bootstrap_from_the_value_of_the_final_observation(monkeypatch, tmp_path):
+    """Episodes of 5 steps, one rollout of 12 steps in 3 envs, a value function V(o) known in
+    closed form, gamma 0.9, lambda 0.8: the advantages ppo_rlhf computes must equal GAE with
+    gamma V(final obs) added on the truncation steps (and not V of the next episode's first obs)."""
+    episode, T, N, gamma, lam = 5, 12, 3, 0.9, 0.8
+    value_fn = lambda obs: 0.05 * obs[..., 0] - 0.02 * obs[..., 1] + 1.0
+
+    class RecordingEnv(md.MovingDotVectorEnv):
+        made = []
+
+        def __init__(self, num_envs=1, max_episode_steps=episode, render_mode=None):
+            super().__init__(num_envs, episode, render_mode)
+            self.log = {"obs": [], "rewards": [], "truncated": [], "final_obs": []}
+            RecordingEnv.made.append(self)
+
+        def reset(self, **kwargs):
+            obs, info = super().reset(**kwargs)
+            self.log["obs"].append(obs.copy())
+            return obs, info
+
+        def step(self, actions):
+            obs, rewards, terminated, truncated, info = super().step(actions)
+            for key, value in (("obs", obs), ("rewards", rewards), ("truncated", truncated),
+                               ("final_obs", info.get("final_obs", np.zeros_like(obs)))):
+                self.log[key].append(np.array(value, copy=True))
+            return obs, rewards, terminated, truncated, info
+
+    class KnownValueAgent(agent_lib.Agent):
+        def get_value(self, obs):
+            return value_fn(obs)
+
+        def sample_action_and_value(self, obs):
+            action, logprob, _ = super().sample_action_and_value(obs)
+            return action, logprob, value_fn(obs)
+
+    captured = []
+
+    class TorchSpy:
+        """ppo_rlhf's torch, recording the (T, N) float32 arrays it turns into tensors: the advantages."""
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+        def as_tensor(self, data, *args, **kwargs):
+            if isinstance(data, np.ndarray) and data.shape == (T, N) and data.dtype == np.float32:
+                captured.append(data.copy())
+            return torch.as_tensor(data, *args, **kwargs)
+
+    monkeypatch.setattr(md, "MovingDotVectorEnv", RecordingEnv)
+    monkeypatch.setattr(agent_lib, "Agent", KnownValueAgent)
+    monkeypatch.setattr(ppo, "torch", TorchSpy())
+    summary, run_dir, _ = run(tmp_path, "--num-envs", N, "--num-steps", T, "--total-timesteps", T * N,
+                              "--num-minibatches", 2, "--gamma", gamma, "--gae-lambda", lam, "--eval-episodes", 2)
+    assert len(captured) == 1  # one iteration
+    log = {key: np.array(value, dtype=np.float64) for key, value in RecordingEnv.made[0].log.items()}
+    obs, rewards, truncated, final_obs = log["obs"][:T + 1], log["rewards"][:T], log["truncated"][:T] > 0, log["final_obs"][:T]
+    assert truncated[episode - 1].all() and truncated[2 * episode - 1].all() and truncated.sum() == 2 * N
+    # the observation after a truncation is already the next episode's start, not the final one
+    assert not np.array_equal(obs[episode], final_obs[episode - 1])
+
+    def gae(final_values):
+        values, advantages, last = value_fn(obs), np.zeros((T, N)), np.zeros(N)
+        for t in reversed(range(T)):
+            not_done = 1.0 - truncated[t]
+            delta = rewards[t] + gamma * final_values[t] * truncated[t] + gamma * values[t + 1] * not_done - values[t]
+            last = delta + gamma * lam * not_done * last
+            advantages[t] = last
+        return advantages
+
+    expected = gae(value_fn(final_obs))
+    np.testing.assert_allclose(captured[0], expected, rtol=1e-5, atol=1e-4)
+    # the check can tell: no bootstrap, or the bootstrap from the wrong observation, would differ
+    assert not np.allclose(captured[0], gae(np.zeros((T, N))), atol=0.1)
+    assert not np.allclose(captured[0], gae(value_fn(obs[1:])), atol=0.1)
+    # and the logged episodes are the env's: 5 steps each, returns summed per dot
+    lengths = scalars(run_dir, "charts/episodic_length")
+    assert [v for _, v in lengths] == [5.0] * (2 * N)
+    expected_returns = [rewards[start:start + episode, i].sum() for i in range(N) for start in (0, episode)]
+    assert [v for _, v in scalars(run_dir, "charts/episodic_return")] == expected_returns
+    assert [s for s, _ in lengths] == [(t + 1) * N for i in range(N) for t in (episode - 1, 2 * episode - 1)]
+
+
+# --- episode bookkeeping ----------------------------------------------------------------------------
+
+def brute_force_episode_sums(values, dones, carry):
+    sums, ts, envs, carry = [], [], [], carry.astype(np.float64).copy()
+    for env in range(values.shape[1]):
+        for t in range(values.shape[0]):
+            carry[env] += values[t, env]
+            if dones[t, env]:
+                sums.append(carry[env]), ts.append(t), envs.append(env)
+                carry[env] = 0.0
+    return np.array(sums), np.array(ts, dtype=int), np.array(envs, dtype=int), carry
+
+
+def test_episode_sums_by_hand():
+    values = np.array([[1.0, 10.0, 100.0],
+                       [2.0, 20.0, 200.0],
+                       [3.0, 30.0, 300.0],
+                       [4.0, 40.0, 400.0]])
+    dones = np.array([[False, False, True],
+                      [False, True, False],
+                      [False, False, True],
+                      [False, False, False]])
+    carry = np.array([0.5, 5.0, 50.0])
+    sums, t, env, new_carry = ppo.episode_sums(values, dones, carry)
+    # env 0: no end, carries 0.5 + 10; env 1: one end at t=1 (5 + 10 + 20), then 30 + 40 open;
+    # env 2: ends at t=0 (50 + 100) and t=2 (200 + 300), then 400 open
+    np.testing.assert_allclose(sums, [35.0, 150.0, 500.0])
+    np.testing.assert_array_equal(t, [1, 0, 2])
+    np.testing.assert_array_equal(env, [1, 2, 2])
+    np.testing.assert_allclose(new_carry, [10.5, 70.0, 400.0])
+    # no episode ends at all
+    sums, t, env, new_carry = ppo.episode_sums(values, np.zeros_like(dones), carry)
+    assert len(sums) == len(t) == len(env) == 0
+    np.testing.assert_allclose(new_carry, carry + values.sum(0))
+    # an end on the last step leaves nothing open
+    last = np.zeros_like(dones)
+    last[-1] = True
+    sums, _, _, new_carry = ppo.episode_sums(values, last, carry)
+    np.testing.assert_allclose(sums, carry + values.sum(0))
+    np.testing.assert_array_equal(new_carry, [0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_episode_sums_match_a_brute_force_loop(seed):
+    rng = np.random.default_rng(seed)
+    T, N = rng.integers(1, 30), rng.integers(1, 6)
+    values = rng.normal(size=(T, N))
+    dones = rng.random((T, N)) < [0.0, 0.05, 0.3, 1.0, 0.5][seed % 5]
+    carry = rng.normal(size=N)
+    expected = brute_force_episode_sums(values, dones, carry)
+    got = ppo.episode_sums(values, dones, carry)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, atol=1e-10)
+    # chained over rollouts, the sums equal those of the whole stream
+    values2, dones2 = rng.normal(size=(T, N)), rng.random((T, N)) < 0.2
+    first = ppo.episode_sums(values, dones, carry)
+    second = ppo.episode_sums(values2, dones2, first[3])
+    whole = brute_force_episode_sums(np.r_[values, values2], np.r_[dones, dones2], carry)
+    both = np.r_[first[0], second[0]]
+    order = np.lexsort((np.r_[first[1], second[1] + T], np.r_[first[2], second[2]]))
+    np.testing.assert_allclose(both[order], whole[0], atol=1e-10)
+    np.testing.assert_allclose(second[3], whole[3], atol=1e-10)
+
+
+# --- bad flags, bad files ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flags", [
+    ["--num-envs", "0"],
+    ["--learning-rate", "-1"],
+    ["--learning-rate", "nan"],
+    ["--num-envs", "3", "--num-steps", "5", "--num-minibatches", "4"],
+    ["--gamma", "0"],
+    ["--gamma", "1.5"],
+    ["--gae-lambda", "1.5"],
+    ["--total-timesteps", "0"],
+    ["--clip-coef", "0"],
+    ["--ent-coef", "-0.1"],
+    ["--preset", "turbo"],
+    ["--reward-transform", "tanh"],
+])
+def test_bad_flags_exit_with_code_2(flags, capsys):
+    with pytest.raises(SystemExit) as e:
+        ppo.parse_args(flags)
+    assert e.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_presets_and_derived_sizes():
+    args = ppo.parse_args(["--num-envs", "3", "--num-steps", "5", "--num-minibatches", "5"])
+    assert (args.batch_size, args.minibatch_size, args.num_iterations) == (15, 3, 1_000_000 // 15)
+    fast = ppo.parse_args(["--preset", "fast"])
+    assert (fast.num_envs, fast.num_steps, fast.total_timesteps, fast.learning_rate) == (16, 64, 150_000, 1e-3)
+    assert fast.batch_size == 1024 and fast.minibatch_size == 512
+    mixed = ppo.parse_args(["--num-envs", "4", "--preset", "fast"])  # a flag given wins over the preset
+    assert mixed.num_envs == 4 and mixed.num_steps == 64 and mixed.batch_size == 256
+    assert ppo.parse_args(["--total-timesteps", "10"]).num_iterations == 1
+
+
+def test_missing_reward_model_fails_before_any_work(tmp_path):
+    missing = str(tmp_path / "nope.pt")
+    with pytest.raises(rm.RewardModelError, match="not found") as e:
+        run(tmp_path, "--rlhf", "--reward-model", missing)
+    assert missing in str(e.value)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "agent.pt").exists()
+
+
+def test_a_foreign_file_as_reward_model_fails_clearly(tmp_path):
+    agent_file = str(tmp_path / "agent_file.pt")
+    agent_lib.save(agent_file, agent_lib.Agent())
+    text = tmp_path / "notes.pt"
+    text.write_text("not a model\n")
+    for path, fragment in ((agent_file, "'moving-dot-ppo-agent'"), (str(text), "not a readable reward model file")):
+        with pytest.raises(rm.RewardModelError) as e:
+            run(tmp_path, "--rlhf", "--reward-model", path)
+        assert path in str(e.value) and fragment in str(e.value)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unused_reward_model_is_not_loaded(tmp_path):
+    summary, _, _ = run(tmp_path, "--reward-model", str(tmp_path / "nope.pt"), "--total-timesteps", 128,
+                        "--num-envs", 1, "--num-steps", 128, "--eval-episodes", 1)
+    assert summary["global_step"] == 128
+
+
+def test_existing_save_path_without_overwrite_fails_before_training(tmp_path):
+    (tmp_path / "agent.pt").write_bytes(b"precious")
+    with pytest.raises(agent_lib.AgentFileError, match="already exists"):
+        run(tmp_path, "--total-timesteps", 128, "--num-envs", 1, "--num-steps", 128)
+    assert (tmp_path / "agent.pt").read_bytes() == b"precious"
+    assert not (tmp_path / "runs").exists()
+    run(tmp_path, "--total-timesteps", 128, "--num-envs", 1, "--num-steps", 128, "--eval-episodes", 1, "--overwrite")
+    assert agent_lib.load(str(tmp_path / "agent.pt"))[1]["global_step"] == 128
+
+
+def test_cli_bad_reward_model_exits_with_a_one_line_error(tmp_path):
+    (tmp_path / "notes.pt").write_text("hello\n")
+    for path, fragment in ((tmp_path / "nope.pt", "not found"), (tmp_path / "notes.pt", "not a readable")):
+        result = subprocess.run([sys.executable, SCRIPT, "--rlhf", "--reward-model", str(path), "--no-progress",
+                                 "--run-dir", str(tmp_path / "runs")], capture_output=True, text=True,
+                                cwd=tmp_path, timeout=120)
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith("ppo_rlhf.py: error:") and fragment in lines[0] and str(path) in lines[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_bad_flag_exits_with_code_2(tmp_path):
+    result = subprocess.run([sys.executable, SCRIPT, "--num-envs", "0", "--run-dir", str(tmp_path / "runs")],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and "--num-envs" in result.stderr and "error:" in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+# --- video ------------------------------------------------------------------------------------------
+
+def test_capture_video_writes_a_gif(short_run):
+    from PIL import Image
+
+    summary, run_dir, _ = short_run
+    gif = os.path.join(run_dir, "agent.gif")
+    with open(gif, "rb") as f:
+        assert f.read(4) == b"GIF8"
+    with Image.open(gif) as image:
+        assert image.size == (2 * md.WIDTH, 2 * md.HEIGHT)
+        # the greedy agent reaches the centre: the GIF stops 40 steps later (every 2nd step a frame)
+        assert 1 < image.n_frames < 500
+    assert "path" not in summary["greedy"]  # the positions go into the GIF, not the summary
+
+
+def test_make_gif_stops_40_steps_after_the_centre(tmp_path):
+    from PIL import Image
+
+    start = md.CENTRE - [10, 0]
+    path = np.array([start + [min(t, 10), 0] for t in range(2001)], dtype=np.float32)  # centre at step 10
+    gif = str(tmp_path / "a.gif")
+    ppo.make_gif(gif, path)
+    with Image.open(gif) as image:
+        first = np.array(image.convert("RGB"))
+        durations = []
+        for frame in range(image.n_frames):
+            image.seek(frame)
+            durations.append(image.info["duration"])
+    assert sum(durations) == 40 * 25  # positions 0..49, every 2nd one, 40 ms each
+    x, y = (2 * start).tolist()  # frames are drawn at twice the size
+    assert first[y, x].min() == 255 and first[2 * 10, 2 * 10].max() == 0  # the dot at the start, black elsewhere
