@@ -110,6 +110,7 @@ def plot(path, table, history, diff, classes, summary):
     ax.axis("off")
     ax.text(0, 1, "\n".join(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}"
                             for key, value in summary.items() if key != "args"), va="top", family="monospace", fontsize=9)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
 

@@ -515,14 +515,24 @@ def test_bad_flags_exit_with_code_2(flags, capsys):
     assert "error:" in capsys.readouterr().err
 
 
-def test_out_in_a_missing_folder_fails_cleanly_or_creates_it(prefs_db, tmp_path):
-    """Exposes a bug: --out in a folder that does not exist trains the whole budget and then
-    crashes with a RuntimeError traceback from torch.save (reward_model.save does not create the
-    parent folder, unlike agent.save, and train_reward_model.main checks only that --out exists)."""
-    out = tmp_path / "new" / "m.pt"
-    result = run_cli("--db", prefs_db, "--out", out, "--run-dir", tmp_path / "runs", "--max-steps", 20, cwd=tmp_path)
+@pytest.mark.parametrize("which", ["out", "plot"])
+def test_out_or_plot_in_a_missing_folder_is_created_or_fails_cleanly(prefs_db, tmp_path, which):
+    """--out or --plot in a folder that does not exist. At commit c7c8de4 both trained the whole
+    budget and then crashed with a traceback: reward_model.save did not create the folder
+    (torch.save's RuntimeError; agent.save does create it), and train_reward_model.plot's
+    fig.savefig raises FileNotFoundError after the model file is already written. Either create
+    the folder or fail with the scripts' one-line error."""
+    out, plot = tmp_path / "m.pt", tmp_path / "m.png"
+    if which == "out":
+        out, plot = tmp_path / "new" / "m.pt", tmp_path / "new" / "m.png"
+    else:
+        plot = tmp_path / "new" / "sub" / "m.png"
+    result = run_cli("--db", prefs_db, "--out", out, "--plot", plot, "--run-dir", tmp_path / "runs",
+                     "--max-steps", 20, cwd=tmp_path)
     if result.returncode == 0:
         assert rm.load(str(out)).summary["steps"] == 20
+        with open(plot, "rb") as f:
+            assert f.read(8) == PNG_SIGNATURE
     else:
         assert "Traceback" not in result.stderr, result.stderr[-600:]
         assert len(result.stderr.strip().splitlines()) == 1
