@@ -74,6 +74,38 @@ class Agent(nn.Module):
         return action, log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), self.critic(x).squeeze(-1)
 
     @torch.no_grad()
+    def numpy_policy(self):
+        """A numpy copy of both networks for the rollout: obs (N, 2) -> (logits (N, 5), values (N,)).
+
+        The rollout evaluates a handful of observations per env step, where torch's per-call
+        overhead is most of the cost (about 60 us a step against 15 us here). The copy fuses the
+        two networks (first layers side by side, hidden layers block-diagonal, heads into six
+        outputs) and folds the observation scaling into the first layer; it computes the same
+        function, so it is rebuilt after every update.
+        """
+        actor, critic = [[layer for layer in net if isinstance(layer, nn.Linear)] for net in (self.actor, self.critic)]
+        w = lambda layer: layer.weight.detach().cpu().double().numpy().T  # noqa: E731
+        b = lambda layer: layer.bias.detach().cpu().double().numpy()  # noqa: E731
+        scale, offset = self.obs_scale.cpu().double().numpy(), self.obs_offset.cpu().double().numpy()
+        w1 = np.concatenate([w(actor[0]), w(critic[0])], 1)
+        b1 = offset @ w1 + np.concatenate([b(actor[0]), b(critic[0])])
+        w1 = scale[:, None] * w1
+        h = w(actor[1]).shape[0]
+        w2 = np.zeros((2 * h, 2 * h))
+        w2[:h, :h], w2[h:, h:] = w(actor[1]), w(critic[1])
+        b2 = np.concatenate([b(actor[1]), b(critic[1])])
+        w3 = np.zeros((2 * h, md.N_ACTIONS + 1))
+        w3[:h, :md.N_ACTIONS], w3[h:, md.N_ACTIONS:] = w(actor[2]), w(critic[2])
+        b3 = np.concatenate([b(actor[2]), b(critic[2])])
+        w1, b1, w2, b2, w3, b3 = (a.astype(np.float32) for a in (w1, b1, w2, b2, w3, b3))
+
+        def policy(obs):
+            out = np.tanh(np.tanh(obs @ w1 + b1) @ w2 + b2) @ w3 + b3
+            return out[:, :md.N_ACTIONS], out[:, md.N_ACTIONS]
+
+        return policy
+
+    @torch.no_grad()
     def act(self, obs, greedy=True, generator=None):
         """Actions for a batch of observations: the most likely one, or a sample."""
         logits = self.actor(self.normalize(obs))

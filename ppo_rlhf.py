@@ -93,6 +93,18 @@ def episode_sums(values, dones, carry):
     return ends - starts, t, env, new_carry
 
 
+def gae(rewards, values, dones, next_value, gamma, lam):
+    """Generalized advantage estimates (T, N) of one rollout; ``dones[t]`` cuts the recursion
+    after step t, ``next_value`` is V of the observation after the rollout."""
+    not_done = 1.0 - dones
+    deltas = rewards + gamma * np.concatenate([values[1:], next_value[None]]) * not_done - values
+    advantages = np.zeros_like(values)
+    last_gae = np.zeros_like(next_value)
+    for t in reversed(range(len(values))):
+        last_gae = advantages[t] = deltas[t] + gamma * lam * not_done[t] * last_gae
+    return advantages
+
+
 def clip_grad_norm(params, max_norm):
     """torch.nn.utils.clip_grad_norm_ in three kernels: it runs on every minibatch."""
     grads = [p.grad for p in params]
@@ -137,16 +149,19 @@ def main(args):
     params = list(agent.parameters())
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5, fused=True)
 
-    # rollout storage: numpy arrays filled in place, torch tensors stacked from lists once per rollout
+    # rollout storage, filled in place: the rollout runs in numpy (Agent.numpy_policy), the update in torch
     T, N = args.num_steps, args.num_envs
+    obs, actions = np.zeros((T, N, 2), dtype=np.float32), np.zeros((T, N), dtype=np.int64)
+    logits, values = np.zeros((T, N, md.N_ACTIONS), dtype=np.float32), np.zeros((T, N), dtype=np.float32)
     env_rewards, dones = np.zeros((T, N), dtype=np.float32), np.zeros((T, N), dtype=bool)
     bootstrap = np.zeros((T, N), dtype=np.float32)  # gamma V(final obs) on truncation steps
     episode_optimal = np.zeros((T, N))  # optimal return of the episode each step belongs to
     true_carry, learned_carry, length_carry = np.zeros(N), np.zeros(N), np.zeros(N)
+    rng = np.random.default_rng(args.seed)  # the rollout's action sampling
 
     global_step = 0
-    next_obs_np, info = envs.reset(seed=args.seed)
-    next_obs, current_optimal = torch.as_tensor(next_obs_np, device=device), info["optimal_return"]
+    next_obs, info = envs.reset(seed=args.seed)
+    current_optimal = info["optimal_return"]
     recent = {"return": float("nan"), "normalized": float("nan")}
     bar = tqdm(total=args.num_iterations * args.batch_size, desc="ppo", unit="step", unit_scale=True,
                disable=not args.progress, mininterval=0.5)
@@ -155,21 +170,20 @@ def main(args):
             optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
 
         # collect
+        policy = agent.numpy_policy()  # the current weights; rebuilt after every update
         bootstrap.fill(0.0)
-        step_obs, step_actions, step_logprobs, step_values = [], [], [], []
-        with torch.no_grad():
-            for step in range(T):
-                action, logprob, value = agent.sample_action_and_value(next_obs)
-                step_obs.append(next_obs), step_actions.append(action), step_logprobs.append(logprob), step_values.append(value)
-                episode_optimal[step] = current_optimal
-                next_obs_np, env_rewards[step], terminated, truncated, info = envs.step(action.cpu().numpy())
-                dones[step] = terminated | truncated
-                if truncated.any():  # a time limit is not a terminal state: bootstrap from the last observation
-                    final_value = agent.get_value(torch.as_tensor(info["final_obs"][truncated], device=device))
-                    bootstrap[step, truncated] = args.gamma * final_value.cpu().numpy()
-                next_obs, current_optimal = torch.as_tensor(next_obs_np, device=device), info["optimal_return"]
-        obs, actions = torch.stack(step_obs), torch.stack(step_actions)
-        logprobs, values = torch.stack(step_logprobs), torch.stack(step_values)
+        gumbel = -np.log(-np.log(rng.random((T, N, md.N_ACTIONS))))  # argmax(logits + Gumbel) samples softmax(logits)
+        for step in range(T):
+            logits[step], values[step] = policy(next_obs)
+            obs[step], actions[step], episode_optimal[step] = next_obs, (logits[step] + gumbel[step]).argmax(1), current_optimal
+            next_obs, env_rewards[step], terminated, truncated, info = envs.step(actions[step])
+            dones[step] = terminated | truncated
+            if truncated.any():  # a time limit is not a terminal state: bootstrap from the last observation
+                bootstrap[step, truncated] = args.gamma * policy(info["final_obs"][truncated])[1]
+            current_optimal = info["optimal_return"]
+        log_probs = logits - logits.max(-1, keepdims=True)
+        log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+        logprobs = np.take_along_axis(log_probs, actions[..., None], -1)[..., 0]
         global_step += args.batch_size
 
         # relabel: the learned reward of every (o_t, a_t) of the rollout in one batched call
@@ -199,23 +213,12 @@ def main(args):
             recent = {"return": float(true_returns.mean()), "normalized": md.normalized_return(true_returns, optimal)}
 
         # advantages: GAE, with the truncation bootstrap folded into the reward of that step
-        with torch.no_grad():
-            next_value = agent.get_value(next_obs).cpu().numpy()
-        values_np = values.cpu().numpy()
-        advantages_np = np.zeros((T, N), dtype=np.float32)
-        last_gae = np.zeros(N, dtype=np.float32)
-        for t in reversed(range(T)):
-            not_done = 1.0 - dones[t]
-            next_values = next_value if t == T - 1 else values_np[t + 1]
-            delta = rewards[t] + bootstrap[t] + args.gamma * next_values * not_done - values_np[t]
-            last_gae = delta + args.gamma * args.gae_lambda * not_done * last_gae
-            advantages_np[t] = last_gae
-        advantages = torch.as_tensor(advantages_np, device=device)
-        returns = advantages + values
+        advantages = gae(rewards + bootstrap, values, dones, policy(next_obs)[1], args.gamma, args.gae_lambda)
 
         # update
-        b_obs, b_actions, b_logprobs = obs.reshape(-1, 2), actions.reshape(-1), logprobs.reshape(-1)
-        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+        to_torch = lambda array: torch.as_tensor(array, device=device).flatten(0, 1)  # noqa: E731  (T, N, ...) -> (T * N, ...)
+        b_obs, b_actions, b_logprobs = to_torch(obs), to_torch(actions), to_torch(logprobs)
+        b_advantages, b_returns, b_values = to_torch(advantages), to_torch(advantages + values), to_torch(values)
         clipfracs, approx_kls = [], []
         for epoch in range(args.update_epochs):
             b_inds = torch.randperm(args.batch_size, device=device)
@@ -248,7 +251,7 @@ def main(args):
                 break
 
         # log the update
-        y_pred, y_true = b_values.cpu().numpy(), b_returns.cpu().numpy()
+        y_pred, y_true = values.reshape(-1), (advantages + values).reshape(-1)
         var_y = np.var(y_true)
         explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
         sps = int(global_step / (time.time() - start_time))

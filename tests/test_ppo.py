@@ -271,28 +271,20 @@ def test_advantages_bootstrap_from_the_value_of_the_final_observation(monkeypatc
             return obs, rewards, terminated, truncated, info
 
     class KnownValueAgent(agent_lib.Agent):
-        def get_value(self, obs):
-            return value_fn(obs)
-
-        def sample_action_and_value(self, obs):
-            action, logprob, _ = super().sample_action_and_value(obs)
-            return action, logprob, value_fn(obs)
+        def numpy_policy(self):
+            policy = super().numpy_policy()
+            return lambda obs: (policy(obs)[0], value_fn(obs))
 
     captured = []
 
-    class TorchSpy:
-        """ppo_rlhf's torch, recording the (T, N) float32 arrays it turns into tensors: the advantages."""
-        def __getattr__(self, name):
-            return getattr(torch, name)
+    def recording_gae(*args):
+        captured.append(real_gae(*args))
+        return captured[-1]
 
-        def as_tensor(self, data, *args, **kwargs):
-            if isinstance(data, np.ndarray) and data.shape == (T, N) and data.dtype == np.float32:
-                captured.append(data.copy())
-            return torch.as_tensor(data, *args, **kwargs)
-
+    real_gae = ppo.gae
     monkeypatch.setattr(md, "MovingDotVectorEnv", RecordingEnv)
     monkeypatch.setattr(agent_lib, "Agent", KnownValueAgent)
-    monkeypatch.setattr(ppo, "torch", TorchSpy())
+    monkeypatch.setattr(ppo, "gae", recording_gae)
     summary, run_dir, _ = run(tmp_path, "--num-envs", N, "--num-steps", T, "--total-timesteps", T * N,
                               "--num-minibatches", 2, "--gamma", gamma, "--gae-lambda", lam, "--eval-episodes", 2)
     assert len(captured) == 1  # one iteration
@@ -510,3 +502,32 @@ def test_make_gif_stops_40_steps_after_the_centre(tmp_path):
     assert sum(durations) == 40 * 25  # positions 0..49, every 2nd one, 40 ms each
     x, y = (2 * start).tolist()  # frames are drawn at twice the size
     assert first[y, x].min() == 255 and first[2 * 10, 2 * 10].max() == 0  # the dot at the start, black elsewhere
+
+
+# --- the rollout's numpy copy of the networks ----------------------------------------------------
+
+def test_numpy_policy_computes_the_torch_networks():
+    torch.manual_seed(3)
+    agent = agent_lib.Agent()
+    with torch.no_grad():  # move off the init (zero biases, tiny actor head) so every block matters
+        for param in agent.parameters():
+            param.add_(0.3 * torch.randn_like(param))
+    obs = md.OBS_TABLE[np.random.default_rng(0).integers(md.N_STATES, size=64)]
+    logits, values = agent.numpy_policy()(obs)
+    with torch.no_grad():
+        x = agent.normalize(torch.as_tensor(obs))
+        np.testing.assert_allclose(logits, agent.actor(x).numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(values, agent.get_value(torch.as_tensor(obs)).numpy(), rtol=1e-5, atol=1e-5)
+    assert logits.dtype == values.dtype == np.float32 and logits.shape == (64, md.N_ACTIONS) and values.shape == (64,)
+    with torch.no_grad():  # a copy: later weight changes need a new one
+        agent.critic[-1].bias.add_(1.0)
+    assert np.allclose(agent.numpy_policy()(obs)[1], values + 1.0, atol=1e-5)
+
+
+def test_rollout_log_probs_match_the_update(tmp_path):
+    """One minibatch, one epoch: the update sees the rollout's own policy, so ratio 1 and KL 0;
+    a wrong log-prob in the rollout (say, an unnormalized logit) would show here."""
+    _, run_dir, _ = run(tmp_path, "--num-envs", 4, "--num-steps", 32, "--total-timesteps", 128,
+                        "--num-minibatches", 1, "--update-epochs", 1, "--eval-episodes", 1)
+    assert abs(scalars(run_dir, "losses/old_approx_kl")[0][1]) < 1e-6
+    assert scalars(run_dir, "losses/clipfrac")[0][1] == 0.0
