@@ -40,6 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--reward-model", default="reward_model.pt", help="the reward model file used with --rlhf")
     p.add_argument("--save-path", default=None, help="agent file to write (default: runs/<run name>/agent.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --save-path")
+    p.add_argument("--resume", default=None, help="continue training a saved agent: its weights, optimizer state and step count")
     p.add_argument("--run-dir", default="runs", help="parent folder of the TensorBoard run")
     p.add_argument("--exp-name", default="ppo_rlhf", help="the experiment's name in the run name")
     p.add_argument("--preset", choices=tuple(PRESETS), default="cleanrl", help="a named set of defaults (flags given still win)")
@@ -142,12 +143,21 @@ def main(args):
         table = rm.reward_table(reward_net)  # the whole grid: the exact mean and spread of r over (o, a)
         reward_mean, reward_std = float(table.mean()), float(table.std()) + 1e-8
 
+    if args.resume:  # C17's loop trains the same agent further each round, on the latest reward model
+        agent, checkpoint = agent_lib.load(args.resume, device)
+        agent.train()
+    else:
+        agent, checkpoint = agent_lib.Agent().to(device), {}
+    params = list(agent.parameters())
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5, fused=True)
+    if checkpoint.get("optimizer"):  # Adam's moments carry over; the step size is this run's
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        optimizer.param_groups[0]["lr"] = args.learning_rate
+    start_step = int(checkpoint.get("global_step", 0))
+
     writer = SummaryWriter(os.path.join(args.run_dir, run_name))
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
     envs = md.MovingDotVectorEnv(num_envs=args.num_envs)
-    agent = agent_lib.Agent().to(device)
-    params = list(agent.parameters())
-    optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5, fused=True)
 
     # rollout storage, filled in place: the rollout runs in numpy (Agent.numpy_policy), the update in torch
     T, N = args.num_steps, args.num_envs
@@ -159,7 +169,7 @@ def main(args):
     true_carry, learned_carry, length_carry = np.zeros(N), np.zeros(N), np.zeros(N)
     rng = np.random.default_rng(args.seed)  # the rollout's action sampling
 
-    global_step = 0
+    global_step = start_step
     next_obs, info = envs.reset(seed=args.seed)
     current_optimal = info["optimal_return"]
     recent = {"return": float("nan"), "normalized": float("nan")}
@@ -254,7 +264,7 @@ def main(args):
         y_pred, y_true = values.reshape(-1), (advantages + values).reshape(-1)
         var_y = np.var(y_true)
         explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
-        sps = int(global_step / (time.time() - start_time))
+        sps = int((global_step - start_step) / (time.time() - start_time))
         writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
         writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
         writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
@@ -276,7 +286,8 @@ def main(args):
     for name, result in (("greedy", greedy), ("sampled", sampled)):
         writer.add_scalar(f"eval/{name}_normalized_return", result["normalized_return"], global_step)
         writer.add_scalar(f"eval/{name}_true_return", result["true_return"], global_step)
-    summary = {"global_step": global_step, "train_seconds": train_seconds, "sps": int(global_step / train_seconds),
+    summary = {"global_step": global_step, "train_seconds": train_seconds, "sps": int((global_step - start_step) / train_seconds),
+               "resumed_from": args.resume, "start_step": start_step,
                "greedy": {k: v for k, v in greedy.items() if k != "path"}, "sampled": sampled}
     agent_lib.save(save_path, agent, optimizer, {"global_step": global_step, "args": dict(vars(args)), "summary": summary},
                    overwrite=args.overwrite)
@@ -284,7 +295,7 @@ def main(args):
         make_gif(os.path.join(args.run_dir, run_name, "agent.gif"), greedy["path"])
     writer.close()
     print(f"{'rlhf (' + args.reward_model + ')' if args.rlhf else 'env reward'}: {global_step} steps in {train_seconds:.1f} s "
-          f"({summary['sps']} steps/s)")
+          f"({summary['sps']} steps/s)" + (f", resumed from {args.resume} at step {start_step}" if args.resume else ""))
     for name, result in (("greedy", greedy), ("sampled", sampled)):
         print(f"{name:>8} policy on {args.eval_episodes} fixed starts: true return {result['true_return']:.2f}, "
               f"optimal {result['optimal_return']:.2f}, normalized {result['normalized_return']:.4f}")

@@ -531,3 +531,34 @@ def test_rollout_log_probs_match_the_update(tmp_path):
                         "--num-minibatches", 1, "--update-epochs", 1, "--eval-episodes", 1)
     assert abs(scalars(run_dir, "losses/old_approx_kl")[0][1]) < 1e-6
     assert scalars(run_dir, "losses/clipfrac")[0][1] == 0.0
+
+
+# --- --resume -------------------------------------------------------------------------------------
+
+def test_resume_continues_weights_optimizer_and_step_count(tmp_path):
+    first, _, first_file = run(tmp_path / "a", "--total-timesteps", 1024, "--num-envs", 4, "--num-steps", 64,
+                               "--eval-episodes", 2)
+    _, saved = agent_lib.load(first_file)
+    second, run_dir, second_file = run(tmp_path / "b", "--resume", first_file, "--total-timesteps", 1024, "--num-envs", 4,
+                                       "--num-steps", 64, "--eval-episodes", 2)
+    assert first["global_step"] == 1024 and second["global_step"] == 2048 and second["start_step"] == 1024
+    assert min(step for step, _ in scalars(run_dir, "charts/SPS")) > 1024  # the x-axis goes on
+    _, resumed = agent_lib.load(second_file)
+    adam_steps = lambda ckpt: float(next(iter(ckpt["optimizer"]["state"].values()))["step"])  # noqa: E731
+    assert adam_steps(resumed) == 2 * adam_steps(saved) == 2 * 4 * 4 * 4  # 4 iterations x 4 epochs x 4 minibatches each
+    # the second run started from the first one's weights, not from a fresh init (of another seed)
+    fresh, _, fresh_file = run(tmp_path / "c", "--seed", 2, "--total-timesteps", 1024, "--num-envs", 4, "--num-steps", 64,
+                               "--eval-episodes", 2)
+    _, fresh_ckpt = agent_lib.load(fresh_file)
+    weight = "actor.0.weight"
+    start_distance = (resumed["state_dict"][weight] - saved["state_dict"][weight]).abs().max()
+    fresh_distance = (resumed["state_dict"][weight] - fresh_ckpt["state_dict"][weight]).abs().max()
+    assert start_distance < fresh_distance
+
+
+def test_resume_from_a_bad_file_fails_before_any_work(tmp_path):
+    bad = tmp_path / "agent.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(agent_lib.AgentFileError, match="not a readable agent file"):
+        run(tmp_path, "--resume", str(bad), "--total-timesteps", 512)
+    assert not (tmp_path / "runs").exists()
