@@ -557,7 +557,7 @@ def test_resume_continues_weights_optimizer_and_step_count(tmp_path):
 
 
 def test_resume_from_a_bad_file_fails_before_any_work(tmp_path):
-    bad = tmp_path / "agent.pt"
+    bad = tmp_path / "old_agent.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(agent_lib.AgentFileError, match="not a readable agent file"):
         run(tmp_path, "--resume", str(bad), "--total-timesteps", 512)
