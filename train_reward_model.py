@@ -35,6 +35,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default="reward_model.pt", help="the model file to write (write-up: rewards_model)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--plot", default=None, help="PNG of the learned reward (default: --out with .png)")
+    p.add_argument("--init", default=None,
+                   help="start from this model file's weights (its encoding and sizes win over the flags): C17's loop")
     p.add_argument("--label-source", choices=("all", "synthetic", "human"), default="all", help="which labels to train on")
     p.add_argument("--learning-rate", type=cli.positive_float, default=3e-3,
                    help="Adam step size (write-up: 2.5e-4, which needs ~10x the steps for the same held-out accuracy)")
@@ -129,7 +131,11 @@ def main(args):
     train, val = data.subset(~data.validation), data.subset(data.validation)
     if len(train) == 0:
         raise db.PreferencesDBError(f"{args.db} has no labeled training comparisons (label source {args.label_source}); label some or generate them with make_preferences_db.py")
-    model = rm.RewardModel(args.encoding, args.ensemble_size, args.hidden_size).to(device)
+    if args.init:  # continue from an earlier model: the same network, trained further on all labels so far
+        model = rm.load(args.init, device).train()
+        args.encoding, args.ensemble_size, args.hidden_size = (model.config[key] for key in ("encoding", "ensemble_size", "hidden_size"))
+    else:
+        model = rm.RewardModel(args.encoding, args.ensemble_size, args.hidden_size).to(device)
     train_f1, train_f2 = encode(model, train, device)
     val_f1, val_f2 = encode(model, val, device)
     train_mu1, train_mu2 = torch.as_tensor(train.mu1, device=device), torch.as_tensor(train.mu2, device=device)

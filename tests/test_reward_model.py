@@ -536,3 +536,19 @@ def test_out_or_plot_in_a_missing_folder_is_created_or_fails_cleanly(prefs_db, t
     else:
         assert "Traceback" not in result.stderr, result.stderr[-600:]
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_init_continues_from_a_model_file_with_its_architecture(prefs_db, tmp_path):
+    first = tmp_path / "first.pt"
+    train(prefs_db, first, tmp_path / "runs", "--ensemble-size", 2, "--hidden-size", 16, "--max-steps", 300, "--eval-every", 100)
+    start = rm.load(str(first))
+    # one tiny step from the first model: the result is the first model, nearly; a fresh init is not
+    summary = train(prefs_db, tmp_path / "second.pt", tmp_path / "runs", "--init", first, "--max-steps", 1,
+                    "--learning-rate", 1e-9, "--eval-every", 1)
+    second = rm.load(str(tmp_path / "second.pt"))
+    assert second.config == start.config == {"encoding": "normalized", "ensemble_size": 2, "hidden_size": 16}
+    for (name, a), b in zip(start.state_dict().items(), second.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert summary["args"]["init"] == str(first) and summary["args"]["ensemble_size"] == 2
+    with pytest.raises(rm.RewardModelError, match="not found"):
+        train(prefs_db, tmp_path / "third.pt", tmp_path / "runs", "--init", tmp_path / "missing.pt")
