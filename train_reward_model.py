@@ -24,6 +24,7 @@ import cli
 import db
 import moving_dot as md
 import reward_model as rm
+import value_iteration as vi
 
 LABEL_CLASSES = ("segment1_preferred", "equal", "segment2_preferred")
 
@@ -80,35 +81,49 @@ def label_classes(mu1, mu2):
     return {"segment1_preferred": mu1 > mu2, "equal": mu1 == mu2, "segment2_preferred": mu1 < mu2}
 
 
-def plot(path, table, history, diff, classes, summary):
+def plot(path, table, policy, history, diff, classes, summary):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(17, 8.5), layout="constrained")
-    grid = fig.add_gridspec(2, 5)
+    fig = plt.figure(figsize=(20, 8.5), layout="constrained")
+    grid = fig.add_gridspec(2, 6)
     limit = max(float(np.abs(table).max()), 1e-6)
+    extent = (md.X_MIN - 0.5, md.X_MAX + 0.5, md.Y_MAX + 0.5, md.Y_MIN - 0.5)
     for a in range(md.N_ACTIONS):
         ax = fig.add_subplot(grid[0, a])
-        image = ax.imshow(table[:, a].reshape(md.N_X, md.N_Y).T, cmap="RdBu", vmin=-limit, vmax=limit,
-                          extent=(md.X_MIN - 0.5, md.X_MAX + 0.5, md.Y_MAX + 0.5, md.Y_MIN - 0.5))
+        image = ax.imshow(table[:, a].reshape(md.N_X, md.N_Y).T, cmap="RdBu", vmin=-limit, vmax=limit, extent=extent)
         ax.plot(*md.CENTRE, "k+", markersize=10)
         ax.set_title(f"learned r(o, {md.ACTION_NAMES[a]})")
     fig.colorbar(image, ax=fig.axes[-1], shrink=0.8)
-    ax = fig.add_subplot(grid[1, :2])
+    # the optimal policy of the learned reward (as PPO sees it): green where it moves the way the true reward asks
+    ax = fig.add_subplot(grid[1, 3:5])
+    shown = np.flatnonzero((md.POSITIONS[:, 0] % 10 == 5) & (md.POSITIONS[:, 1] % 10 == 0))
+    good = md.TRUE_REWARD[shown, policy[shown]] == md.TRUE_REWARD[shown].max(1)
+    delta = md.ACTION_DELTAS[policy[shown]]
+    for mask, colour in ((good, "tab:green"), (~good, "tab:red")):
+        ax.quiver(*md.POSITIONS[shown[mask]].T, delta[mask, 0], delta[mask, 1], color=colour,
+                  angles="xy", scale_units="xy", scale=1 / 7, width=0.004)
+        stay = mask & (policy[shown] == 0)
+        ax.plot(*md.POSITIONS[shown[stay]].T, ".", color=colour, markersize=3)
+    ax.plot(*md.CENTRE, "k+", markersize=10)
+    ax.set(xlim=extent[:2], ylim=extent[2:], aspect="equal",
+           title=f"optimal policy of the learned reward (clipped): {summary['optimal_policy_normalized_return']:.3f} "
+                 "of the optimal return\ngreen: a best move under the true reward, red: not")
+    ax = fig.add_subplot(grid[1, 0])
     steps, train_loss, val_loss = zip(*history)
     ax.plot(steps, train_loss, label="train")
     ax.plot(steps, val_loss, label="held-out")
     ax.set(xlabel="gradient step", ylabel="preference loss", yscale="log", title="loss")
     ax.legend()
-    ax = fig.add_subplot(grid[1, 2:4])
+    ax = fig.add_subplot(grid[1, 1:3])
     bins = np.linspace(diff.min(), diff.max(), 60) if len(diff) else 10
     for name, mask in classes.items():
         if mask.any():
             ax.hist(diff[mask], bins=bins, alpha=0.6, label=f"{name.replace('_', ' ')} ({mask.sum()})")
     ax.set(xlabel="R1 - R2", ylabel="held-out comparisons", title="held-out R1 - R2 by label")
     ax.legend()
-    ax = fig.add_subplot(grid[1, 4])
+    ax = fig.add_subplot(grid[1, 5])
     ax.axis("off")
     ax.text(0, 1, "\n".join(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}"
                             for key, value in summary.items() if key != "args"), va="top", family="monospace", fontsize=9)
@@ -194,25 +209,35 @@ def main(args):
     val_loss, val_accuracy, diff = (evaluate(model, val_f1, val_f2, val_mu1, val_mu2, args.label_noise)
                                     if len(val) else (float("nan"), float("nan"), np.zeros(0)))
     table = rm.reward_table(model)
+    train_seconds = time.perf_counter() - start
+    # the exact optimal policy of the learned reward, clipped to [-1, 1] as PPO uses it by default (value_iteration.py)
+    optimal_return, policy = vi.optimal_policy_score(np.clip(table, -1, 1))
+    unclipped_return, _ = vi.optimal_policy_score(table)  # = PPO's --reward-transform normalize (an affine map)
     summary = {
         "db": args.db, "label_source": args.label_source, "n_train": len(train), "n_validation": len(val),
         "segment_length": int(train.actions1.shape[1]), "steps": step, "best_step": best["step"] if len(val) else step,
         "stopped_early": bool(step < args.max_steps), "val_loss": val_loss, "val_accuracy": val_accuracy,
         "action_order_agreement": rm.action_order_agreement(table), "reward_correlation": rm.reward_correlation(table),
-        "train_seconds": time.perf_counter() - start, "args": {k: v for k, v in vars(args).items()},
+        "optimal_policy_normalized_return": optimal_return, "optimal_policy_normalized_return_unclipped": unclipped_return,
+        "train_seconds": train_seconds, "score_seconds": time.perf_counter() - start - train_seconds,
+        "args": {k: v for k, v in vars(args).items()},
     }
     writer.add_scalar("reward/action_order_agreement", summary["action_order_agreement"], step)
     writer.add_scalar("reward/correlation", summary["reward_correlation"], step)
+    writer.add_scalar("reward/optimal_policy_normalized_return", optimal_return, step)
+    writer.add_scalar("reward/optimal_policy_normalized_return_unclipped", unclipped_return, step)
     writer.close()
 
     # save
     rm.save(model, args.out, summary, overwrite=args.overwrite)
-    plot(args.plot, table, history, diff, label_classes(val.mu1, val.mu2), summary)
+    plot(args.plot, table, policy, history, diff, label_classes(val.mu1, val.mu2), summary)
     print(f"trained on {len(train)} comparisons ({len(val)} held out) for {step} steps"
           f"{' (early stop, best at ' + str(summary['best_step']) + ')' if summary['stopped_early'] else ''}"
           f" in {summary['train_seconds']:.1f} s")
     print(f"held-out loss {val_loss:.4f}, held-out accuracy {val_accuracy:.4f}, "
           f"action-order agreement {summary['action_order_agreement']:.4f}, reward correlation {summary['reward_correlation']:.4f}")
+    print(f"optimal policy of the learned reward: normalized true return {optimal_return:.4f} (clipped to [-1, 1], as PPO's "
+          f"default), {unclipped_return:.4f} (unclipped); scoring took {summary['score_seconds']:.1f} s")
     print(f"wrote {args.out}, {args.plot} and {os.path.join(args.run_dir, run_name)}")
     return summary
 
