@@ -19,6 +19,7 @@ import make_preferences_db as gen
 import moving_dot as md
 import reward_model as rm
 import train_reward_model as trm
+import value_iteration as vi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "train_reward_model.py")
@@ -362,6 +363,10 @@ def test_training_learns_the_true_reward_order(trained, prefs_db):
     table = rm.reward_table(model)
     assert rm.action_order_agreement(table) == pytest.approx(summary["action_order_agreement"])
     assert rm.reward_correlation(table) == pytest.approx(summary["reward_correlation"])
+    # the optimal policy of the clipped learned reward, recomputed, and it is a decent one on this easy task
+    assert vi.optimal_policy_score(np.clip(table, -1, 1))[0] == pytest.approx(summary["optimal_policy_normalized_return"])
+    assert vi.optimal_policy_score(table)[0] == pytest.approx(summary["optimal_policy_normalized_return_unclipped"])
+    assert summary["optimal_policy_normalized_return"] > 0.5 and summary["score_seconds"] < 10
     # the held-out accuracy recomputed from the DB
     val = db.load_comparisons(prefs_db)
     val = val.subset(val.validation)
@@ -383,7 +388,10 @@ def test_training_writes_a_png_and_event_files(trained):
     events = EventAccumulator(runs[0])
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"train/loss", "val/loss", "val/accuracy", "reward/action_order_agreement", "reward/correlation"} <= scalars
+    assert {"train/loss", "val/loss", "val/accuracy", "reward/action_order_agreement", "reward/correlation",
+            "reward/optimal_policy_normalized_return", "reward/optimal_policy_normalized_return_unclipped"} <= scalars
+    optimal = events.Scalars("reward/optimal_policy_normalized_return")
+    assert len(optimal) == 1 and optimal[0].value == pytest.approx(summary["optimal_policy_normalized_return"], rel=1e-6)
     assert any(tag.startswith("val/r_diff_") for tag in events.Tags()["histograms"])
     agreement = events.Scalars("reward/action_order_agreement")
     assert len(agreement) == 1 and agreement[0].value == pytest.approx(summary["action_order_agreement"], rel=1e-6)

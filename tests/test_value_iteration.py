@@ -1,0 +1,90 @@
+"""value_iteration.py: the exact optimal policy of a reward on the grid, and its true return."""
+
+import numpy as np
+import pytest
+
+import moving_dot as md
+import value_iteration as vi
+
+AT_CENTRE = md.position_to_state(md.CENTRE)
+
+
+@pytest.fixture(scope="module")
+def true_policy():
+    return vi.value_iteration(md.TRUE_REWARD)[0]
+
+
+def test_true_reward_policy_is_optimal_from_every_start(true_policy):
+    assert true_policy.shape == (md.N_STATES,)
+    np.testing.assert_array_equal(vi.true_returns(true_policy), md.MANHATTAN)
+    score, _ = vi.optimal_policy_score(md.TRUE_REWARD)
+    assert score == 1.0
+
+
+def test_true_reward_finite_horizon_policy_is_optimal_from_every_start():
+    policy, values = vi.value_iteration(md.TRUE_REWARD, gamma=1.0, horizon=md.MAX_EPISODE_STEPS)
+    assert policy.shape == (md.MAX_EPISODE_STEPS, md.N_STATES)
+    np.testing.assert_array_equal(values, md.MANHATTAN)  # the exact episode return of the true reward
+    np.testing.assert_array_equal(vi.true_returns(policy), md.MANHATTAN)
+
+
+def test_true_reward_arrows_point_toward_the_centre(true_policy):
+    """Every chosen move brings the dot closer (true reward +1), and the dot stays at the centre."""
+    away = np.arange(md.N_STATES) != AT_CENTRE
+    moved = md.POSITIONS[md.NEXT_STATE[np.arange(md.N_STATES), true_policy]]
+    closer = np.abs(moved - md.CENTRE).sum(1) < md.MANHATTAN
+    assert closer[away].all()
+    assert true_policy[AT_CENTRE] == 0  # noop
+    # the picture: above the centre the arrows point down, left of it they point right
+    above = md.position_to_state([md.CENTRE[0], 20])
+    left = md.position_to_state([20, md.CENTRE[1]])
+    assert md.ACTION_NAMES[true_policy[above]] == "down" and md.ACTION_NAMES[true_policy[left]] == "right"
+
+
+def test_a_reward_for_any_move_is_exploited_by_oscillating():
+    """+1 for every move whatever its direction: the optimal policy never settles, and its true
+    return is far below the optimum."""
+    reward = np.ones((md.N_STATES, md.N_ACTIONS))
+    reward[:, 0] = 0.0
+    score, policy = vi.optimal_policy_score(reward)
+    assert (policy != 0).all()
+    assert score < 0.5
+
+
+def test_a_reward_that_pays_for_moving_away_gives_a_negative_return():
+    score, policy = vi.optimal_policy_score(-md.TRUE_REWARD)
+    assert score < -0.5
+    corners = [md.position_to_state(c) for c in ([md.X_MIN, md.Y_MIN], [md.X_MAX, md.Y_MAX])]
+    assert (vi.true_returns(policy, starts=corners) == 0).all()  # from a corner, nothing to gain: it stays
+
+
+def test_oscillation_far_from_the_centre_beats_reaching_it():
+    """The issue's case in miniature: the reward is the true one at every position but two, yet
+    a far-away loop pays more than the centre, so the optimal policy stops short of it."""
+    reward = md.TRUE_REWARD.astype(np.float64).copy()
+    corner = md.position_to_state([md.X_MIN, md.Y_MIN])
+    beside = md.NEXT_STATE[corner, md.ACTION_NAMES.index("right")]
+    reward[corner, md.ACTION_NAMES.index("right")] = 2.0  # toward the centre: a good move, paid more
+    reward[beside, md.ACTION_NAMES.index("left")] = 1.0  # away from the centre: should be -1
+    policy, _ = vi.value_iteration(reward)
+    assert policy[beside] == md.ACTION_NAMES.index("left") and policy[corner] == md.ACTION_NAMES.index("right")
+    returns = vi.true_returns(policy)
+    assert returns[corner] <= 0  # it loops in the corner forever
+    assert md.normalized_return(returns, md.MANHATTAN) < 1.0
+
+
+def test_discount_and_convergence_guard():
+    with pytest.raises(RuntimeError, match="did not converge"):
+        vi.value_iteration(md.TRUE_REWARD, gamma=0.999999, max_iterations=5)
+    # a constant added to every reward does not change the discounted optimal policy
+    shifted, _ = vi.value_iteration(md.TRUE_REWARD + 3.0)
+    np.testing.assert_array_equal(vi.true_returns(shifted), md.MANHATTAN)
+
+
+def test_true_returns_from_given_starts():
+    policy = np.zeros(md.N_STATES, dtype=np.int64)  # always noop: return 0
+    assert (vi.true_returns(policy, starts=[0, 5, 7]) == 0).all()
+    right = np.full(md.N_STATES, md.ACTION_NAMES.index("right"))
+    start = md.position_to_state([md.CENTRE[0] - 10, md.CENTRE[1]])
+    # 10 steps toward the centre (+10), then 95 away (-95), then stuck at the wall (0)
+    assert vi.true_returns(right, starts=[start])[0] == 10 - (md.X_MAX - md.CENTRE[0])
