@@ -1,7 +1,7 @@
 """Time each stage on its default settings, and the whole pipeline, on this machine.
 
-    python benchmarks/benchmark.py            # full: ~4 minutes on 2 cores
-    python benchmarks/benchmark.py --quick    # reduced PPO budgets, under a minute
+    python benchmarks/benchmark.py            # full: PPO 1M steps x 3 seeds x 2 rewards, ~7 minutes on 2 cores
+    python benchmarks/benchmark.py --quick    # PPO 100k steps x 1 seed, under a minute
 
 Each stage runs as its own process (as a user would run it), measured with os.wait4:
 wall seconds, CPU seconds, peak resident MB. Quality figures are read back from the files
@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -33,7 +35,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Time each stage and the whole pipeline.")
     p.add_argument("--seed", type=int, default=1, help="seed of every stage")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "benchmark.json"), help="JSON results file")
-    p.add_argument("--quick", action="store_true", help="PPO on 100,000 steps instead of 1,000,000")
+    p.add_argument("--quick", action="store_true", help="PPO on 100,000 steps and one seed instead of 1,000,000 and three")
+    p.add_argument("--ppo-seeds", type=int, default=None, help="seeds of the PPO runs (default: 3, or 1 with --quick)")
     return p.parse_args(argv)
 
 
@@ -63,16 +66,29 @@ def main(args):
         r = run_stage([script("train_reward_model.py"), *common, "--db", "prefs.db", "--out", "rm.pt"], work)
         summary = rm.load(os.path.join(work, "rm.pt")).summary
         rows.append({"stage": "train reward model", **r, "steps_per_s": summary["steps"] / r["wall_s"],
-                     "quality": {"held_out_accuracy": summary["val_accuracy"], "action_order_agreement": summary["action_order_agreement"]}})
+                     "quality": {"held_out_accuracy": summary["val_accuracy"], "action_order_agreement": summary["action_order_agreement"],
+                                 "optimal_policy_normalized_return": summary["optimal_policy_normalized_return"],
+                                 "train_seconds": summary["train_seconds"]}})
 
-        # PPO on the env reward and on the learned reward, CleanRL's defaults
+        # PPO on the env reward and on the learned reward, CleanRL's defaults, over seeds
+        n_seeds = args.ppo_seeds or (1 if args.quick else 3)
         for name, extra in (("ppo env reward", []), ("ppo --rlhf", ["--rlhf", "--reward-model", "rm.pt"])):
-            path = f"agent_{len(rows)}.pt"
-            r = run_stage([script("ppo_rlhf.py"), *common, "--total-timesteps", str(ppo_steps), "--save-path", path, *extra], work)
-            result = agent_lib.load(os.path.join(work, path))[1]["summary"]
-            rows.append({"stage": f"{name} {ppo_steps // 1000}k steps", **r, "steps_per_s": result["global_step"] / r["wall_s"],
-                         "quality": {"greedy_normalized_return": result["greedy"]["normalized_return"],
-                                     "sampled_normalized_return": result["sampled"]["normalized_return"]}})
+            runs = []
+            for seed in range(args.seed, args.seed + n_seeds):
+                path = f"agent_{len(rows)}_{seed}.pt"
+                r = run_stage([script("ppo_rlhf.py"), "--seed", str(seed), "--no-progress", "--total-timesteps", str(ppo_steps),
+                               "--save-path", path, *extra], work)
+                result = agent_lib.load(os.path.join(work, path))[1]["summary"]
+                runs.append({**r, "steps_per_s": result["global_step"] / r["wall_s"],
+                             "greedy": result["greedy"]["normalized_return"], "sampled": result["sampled"]["normalized_return"]})
+            mean = lambda key: float(np.mean([run[key] for run in runs]))  # noqa: E731
+            rows.append({"stage": f"{name} {ppo_steps // 1000}k steps ({n_seeds} seeds)", "wall_s": mean("wall_s"),
+                         "cpu_s": mean("cpu_s"), "peak_mb": max(run["peak_mb"] for run in runs), "steps_per_s": mean("steps_per_s"),
+                         "quality": {"greedy_normalized_return": mean("greedy"), "greedy_std": float(np.std([run["greedy"] for run in runs])),
+                                     "sampled_normalized_return": mean("sampled")},
+                         "runs": runs})
+        env_wall, rlhf_wall = rows[-2]["wall_s"], rows[-1]["wall_s"]
+        rows[-1]["rlhf_overhead"] = rlhf_wall / env_wall - 1
 
     # headline: from nothing to a trained RLHF agent, in a fresh folder
     with tempfile.TemporaryDirectory() as work:
@@ -90,6 +106,8 @@ def main(args):
         quality = ", ".join(f"{k} {v:.4f}" for k, v in (row["quality"] or {}).items())
         steps = f"{row['steps_per_s']:.0f}" if row["steps_per_s"] else "-"
         print(f"{row['stage']:<48}{row['wall_s']:>8.1f}{row['cpu_s']:>8.1f}{row['peak_mb']:>9.0f}{steps:>10}  {quality}")
+        if "rlhf_overhead" in row:
+            print(f"{'':<48}--rlhf overhead over the env reward: {100 * row['rlhf_overhead']:+.1f}% wall")
     machine = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
                "processor": platform.processor()}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
