@@ -307,3 +307,185 @@ def count_by_label(path: str) -> dict:
     finally:
         conn.close()
     return {(split, label): n for split, label, n in rows}
+
+
+# --- human labeling (label_preferences.py): hand out pending pairs, store answers, undo ---------
+#
+# A pending comparison is handed to one labeler at a time: a lease (lease_token, lease_expires)
+# taken in a BEGIN IMMEDIATE transaction, so that two pages, or two labeling servers on the same
+# file, never get the same pair at once; a lease that is not answered in time lapses and the pair
+# goes back to the pool. The first answer to a pending pair wins. An answered pair keeps the
+# token of the lease that answered it, so that a repeated submission is recognised as harmless
+# and only the page that answered can undo it.
+
+
+class UnknownComparison(LookupError):
+    """No comparison with this id in the DB."""
+
+
+class LabelConflict(Exception):
+    """An answer or undo that contradicts what the DB already holds; the DB is left unchanged."""
+
+
+_FREE = "status = 'pending' AND (lease_expires IS NULL OR lease_expires < :now)"
+
+
+def _write_transaction(path: str, work):
+    """Run ``work(conn)`` in one BEGIN IMMEDIATE transaction (the write lock taken up front, so
+    that what it reads cannot change before it writes) and return its result."""
+    conn, _ = connect(path, write=True)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return result
+    finally:
+        conn.close()
+
+
+def _segment(conn: sqlite3.Connection, segment_id: int) -> dict:
+    rows = conn.execute("SELECT x, y, action FROM steps WHERE segment_id = ? ORDER BY t", (segment_id,)).fetchall()
+    return {"id": segment_id, "positions": [[x, y] for x, y, _ in rows], "actions": [a for *_, a in rows[:-1]]}
+
+
+def _comparison_for_labeler(conn: sqlite3.Connection, comparison_id: int) -> dict:
+    row = conn.execute("SELECT id, segment1_id, segment2_id, split, batch, lease_token, lease_expires"
+                       " FROM comparisons WHERE id = ?", (comparison_id,)).fetchone()
+    cid, s1, s2, split, batch, token, expires = row
+    return {"id": cid, "split": split, "batch": batch, "token": token, "lease_expires": expires,
+            "segment1": _segment(conn, s1), "segment2": _segment(conn, s2)}
+
+
+def lease_next_comparison(path: str, token: str, lease_seconds: float, now: float) -> dict | None:
+    """Hand the next free pending comparison to the labeler holding ``token`` until
+    ``now + lease_seconds`` (Unix time); None when no pending pair is free.
+
+    Newest batch first (the queries an RLHF loop is waiting for). Within a batch the splits
+    are interleaved in proportion to their size, so that a labeler who stops after a few
+    answers leaves held-out labels as well as training ones (the generator puts the held-out
+    rows last). Returns the pair with both segments' positions and actions."""
+
+    def work(conn):
+        found = conn.execute(f"SELECT batch FROM comparisons WHERE {_FREE} ORDER BY batch DESC LIMIT 1", {"now": now}).fetchone()
+        if found is None:
+            return None
+        batch = found[0]
+        splits = conn.execute(
+            "SELECT split, COUNT(*), SUM(status != 'pending' OR IFNULL(lease_expires >= :now, 0)) FROM comparisons"
+            f" WHERE batch = :batch GROUP BY split HAVING SUM({_FREE}) > 0", {"now": now, "batch": batch}).fetchall()
+        # the split that would be least far along after taking one more pair
+        split = min(splits, key=lambda s: ((s[2] + 1) / s[1], s[0] != "train"))[0]
+        comparison_id = conn.execute(f"SELECT id FROM comparisons WHERE batch = :batch AND split = :split AND {_FREE}"
+                                     " ORDER BY id LIMIT 1", {"now": now, "batch": batch, "split": split}).fetchone()[0]
+        conn.execute(f"UPDATE comparisons SET lease_token = :token, lease_expires = :expires WHERE id = :id AND {_FREE}",
+                     {"token": token, "expires": now + lease_seconds, "id": comparison_id, "now": now})
+        return _comparison_for_labeler(conn, comparison_id)
+
+    return _write_transaction(path, work)
+
+
+def _labeled_row(conn: sqlite3.Connection, comparison_id: int):
+    row = conn.execute("SELECT status, mu1, label_source, labeler, labeled_at, lease_token FROM comparisons WHERE id = ?",
+                       (comparison_id,)).fetchone()
+    if row is None:
+        raise UnknownComparison(f"no comparison with id {comparison_id} in this DB")
+    return row
+
+
+def _describe(status: str, mu1) -> str:
+    if status == "incomparable":
+        return "incomparable"
+    return {1.0: "segment 1 better", 0.0: "segment 2 better", 0.5: "equal"}.get(mu1, f"mu1 = {mu1}")
+
+
+def record_human_label(path: str, comparison_id: int, token: str, status: str, mu1: float | None, labeler: str) -> bool:
+    """Store a human answer to a pending comparison: status 'labeled' with mu1 in {1, 0, 0.5}
+    (mu2 = 1 - mu1), or 'incomparable' with mu1 None. One transaction; the split is kept.
+
+    Returns True when stored, False when the same answer from the same lease was already stored
+    (a repeated submission changes nothing). Raises UnknownComparison for an unknown id and
+    LabelConflict when the pair already holds another answer: the DB is then unchanged."""
+    if status not in ("labeled", "incomparable") or (status == "labeled") != (mu1 is not None):
+        raise ValueError(f"a human answer is 'labeled' with mu1, or 'incomparable' without; got {status!r}, {mu1!r}")
+
+    def work(conn):
+        current, current_mu1, source, who, when, answered_by = _labeled_row(conn, comparison_id)
+        if current == "pending":
+            conn.execute("UPDATE comparisons SET status = ?, mu1 = ?, mu2 = 1.0 - ?2, label_source = 'human', labeler = ?,"
+                         " labeled_at = ?, lease_token = ?, lease_expires = NULL WHERE id = ?",
+                         (status, mu1, labeler, _now(), token, comparison_id))
+            return True
+        if source == "human" and answered_by == token:
+            if (current, current_mu1) == (status, mu1):
+                return False
+            raise LabelConflict(f"comparison {comparison_id} is already answered from this page ({_describe(current, current_mu1)});"
+                                " undo it first to change the answer")
+        raise LabelConflict(f"comparison {comparison_id} was already labeled by {who or source} at {when}"
+                            f" ({_describe(current, current_mu1)}); your answer was not stored")
+
+    return _write_transaction(path, work)
+
+
+def undo_human_label(path: str, comparison_id: int, token: str, lease_seconds: float, now: float) -> dict:
+    """Take back a human answer given under ``token``: the comparison is pending again and
+    leased to the same token, so the page can show it again. Undoing a pair that is already
+    pending under that token only renews the lease. Raises UnknownComparison or LabelConflict
+    (someone else's answer, a synthetic label, a pair never answered); the DB is then unchanged."""
+
+    def work(conn):
+        current, _, source, who, _, answered_by = _labeled_row(conn, comparison_id)
+        if answered_by != token or (current != "pending" and source != "human"):
+            what = "is not answered yet" if current == "pending" else f"was labeled by {who or source}, not from this page"
+            raise LabelConflict(f"comparison {comparison_id} {what}; only this page's own answers can be undone")
+        conn.execute("UPDATE comparisons SET status = 'pending', mu1 = NULL, mu2 = NULL, label_source = NULL, labeler = NULL,"
+                     " labeled_at = NULL, lease_expires = ? WHERE id = ?", (now + lease_seconds, comparison_id))
+        return _comparison_for_labeler(conn, comparison_id)
+
+    return _write_transaction(path, work)
+
+
+def release_lease(path: str, comparison_id: int, token: str) -> bool:
+    """Give a pending pair held under ``token`` back to the pool (a page closed or moved on).
+    Returns whether there was such a lease; raises UnknownComparison for an unknown id."""
+
+    def work(conn):
+        _labeled_row(conn, comparison_id)
+        return conn.execute("UPDATE comparisons SET lease_token = NULL, lease_expires = NULL"
+                            " WHERE id = ? AND status = 'pending' AND lease_token = ?", (comparison_id, token)).rowcount > 0
+
+    return _write_transaction(path, work)
+
+
+def count_by_status(path: str, batch: int | None = None) -> dict:
+    """Comparisons per status ('pending', 'labeled', 'incomparable'), of one generator batch or
+    of all: cheap enough to poll while waiting for a human to answer a batch."""
+    conn, _ = connect(path)
+    try:
+        where, params = ("WHERE batch = ?", (batch,)) if batch is not None else ("", ())
+        rows = conn.execute(f"SELECT status, COUNT(*) FROM comparisons {where} GROUP BY status", params).fetchall()
+    finally:
+        conn.close()
+    return {status: 0 for status in STATUSES} | dict(rows)
+
+
+def labeling_progress(path: str, now: float, window_seconds: float = 600.0) -> dict:
+    """What the labeling page shows: pending pairs (and how many are on someone's screen),
+    human answers per split, and human answers in the last ``window_seconds`` with the time of
+    the oldest of them (for a labels-per-minute rate)."""
+    since = datetime.fromtimestamp(now - window_seconds, timezone.utc).isoformat(timespec="milliseconds")
+    conn, _ = connect(path)
+    try:
+        pending, leased, human_train, human_validation, recent, oldest_recent = conn.execute(
+            "SELECT IFNULL(SUM(status = 'pending'), 0), IFNULL(SUM(status = 'pending' AND lease_expires >= :now), 0),"
+            " IFNULL(SUM(label_source = 'human' AND split = 'train'), 0), IFNULL(SUM(label_source = 'human' AND split = 'validation'), 0),"
+            " IFNULL(SUM(label_source = 'human' AND labeled_at >= :since), 0),"
+            " MIN(CASE WHEN label_source = 'human' AND labeled_at >= :since THEN labeled_at END) FROM comparisons",
+            {"now": now, "since": since}).fetchone()
+    finally:
+        conn.close()
+    return {"pending": pending, "leased": leased, "human_train": human_train, "human_validation": human_validation,
+            "recent": recent, "oldest_recent": oldest_recent}
