@@ -121,8 +121,9 @@ def plot(path, table, policy, history, diff, classes, summary):
     for name, mask in classes.items():
         if mask.any():
             ax.hist(diff[mask], bins=bins, alpha=0.6, label=f"{name.replace('_', ' ')} ({mask.sum()})")
-    ax.set(xlabel="R1 - R2", ylabel="held-out comparisons", title="held-out R1 - R2 by label")
-    ax.legend()
+    ax.set(xlabel="R1 - R2", ylabel="held-out comparisons", title="held-out R1 - R2 by label" if len(diff) else "no held-out comparisons")
+    if len(diff):
+        ax.legend()
     ax = fig.add_subplot(grid[1, 5])
     ax.axis("off")
     ax.text(0, 1, "\n".join(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}"
@@ -161,7 +162,7 @@ def main(args):
     writer = SummaryWriter(os.path.join(args.run_dir, run_name))
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
     if len(val) == 0:
-        print(f"warning: {args.db} has no held-out comparisons: no early stopping, the full --max-steps budget runs")
+        print(f"warning: {args.db} has no held-out comparisons: early stopping watches the training loss instead")
 
     # train
     best = {"loss": float("inf"), "step": 0, "state": copy.deepcopy(model.state_dict())}
@@ -194,15 +195,16 @@ def main(args):
         writer.add_scalar("train/loss", train_loss, step)
         history.append((step, train_loss, val_loss))
         bar.set_postfix(val_loss=f"{val_loss:.4f}", val_acc=f"{val_accuracy:.4f}")
-        if val_loss < best["loss"] - args.min_delta:
-            best, bad_evals = {"loss": val_loss, "step": step, "state": copy.deepcopy(model.state_dict())}, 0
-        elif len(val):
+        # early stopping on the held-out loss; with no held-out labels (a handful of human ones), on the training loss
+        watched = val_loss if len(val) else train_loss
+        if watched < best["loss"] - args.min_delta:
+            best, bad_evals = {"loss": watched, "step": step, "state": copy.deepcopy(model.state_dict())}, 0
+        else:
             bad_evals += 1
             if bad_evals >= args.patience:
                 break
     bar.close()
-    if len(val):
-        model.load_state_dict(best["state"])  # early stopping keeps the best held-out weights
+    model.load_state_dict(best["state"])  # early stopping keeps the best weights
     model.eval()
 
     # score: held-out preferences, and the learned reward against the true one on the whole grid
@@ -215,7 +217,7 @@ def main(args):
     unclipped_return, _ = vi.optimal_policy_score(table)  # = PPO's --reward-transform normalize (an affine map)
     summary = {
         "db": args.db, "label_source": args.label_source, "n_train": len(train), "n_validation": len(val),
-        "segment_length": int(train.actions1.shape[1]), "steps": step, "best_step": best["step"] if len(val) else step,
+        "segment_length": int(train.actions1.shape[1]), "steps": step, "best_step": best["step"],
         "stopped_early": bool(step < args.max_steps), "val_loss": val_loss, "val_accuracy": val_accuracy,
         "action_order_agreement": rm.action_order_agreement(table), "reward_correlation": rm.reward_correlation(table),
         "optimal_policy_normalized_return": optimal_return, "optimal_policy_normalized_return_unclipped": unclipped_return,

@@ -407,7 +407,7 @@ def test_presets_and_derived_sizes():
     args = ppo.parse_args(["--num-envs", "3", "--num-steps", "5", "--num-minibatches", "5"])
     assert (args.batch_size, args.minibatch_size, args.num_iterations) == (15, 3, 1_000_000 // 15)
     fast = ppo.parse_args(["--preset", "fast"])
-    assert (fast.num_envs, fast.num_steps, fast.total_timesteps, fast.learning_rate) == (16, 64, 150_000, 1e-3)
+    assert (fast.num_envs, fast.num_steps, fast.total_timesteps, fast.learning_rate) == (16, 64, 100_000, 1e-3)
     assert fast.batch_size == 1024 and fast.minibatch_size == 512
     mixed = ppo.parse_args(["--num-envs", "4", "--preset", "fast"])  # a flag given wins over the preset
     assert mixed.num_envs == 4 and mixed.num_steps == 64 and mixed.batch_size == 256

@@ -560,3 +560,13 @@ def test_init_continues_from_a_model_file_with_its_architecture(prefs_db, tmp_pa
     assert summary["args"]["init"] == str(first) and summary["args"]["ensemble_size"] == 2
     with pytest.raises(rm.RewardModelError, match="not found"):
         train(prefs_db, tmp_path / "third.pt", tmp_path / "runs", "--init", tmp_path / "missing.pt")
+
+
+def test_without_held_out_labels_early_stopping_watches_the_training_loss(tmp_path):
+    """A handful of human labels leave no held-out split: training must still stop, not run 100,000 steps."""
+    path = generate(tmp_path / "p.db", "--validation-fraction", 0, n=200)
+    summary = train(path, tmp_path / "m.pt", tmp_path / "runs", "--eval-every", 50, "--patience", 3)
+    assert summary["n_validation"] == 0 and np.isnan(summary["val_accuracy"])
+    assert summary["stopped_early"] and summary["steps"] < 20_000
+    assert summary["steps"] - summary["best_step"] == 3 * 50
+    assert os.path.getsize(tmp_path / "m.png") > 10_000
