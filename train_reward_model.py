@@ -108,8 +108,9 @@ def plot(path, table, policy, history, diff, classes, summary):
         ax.plot(*md.POSITIONS[shown[stay]].T, ".", color=colour, markersize=3)
     ax.plot(*md.CENTRE, "k+", markersize=10)
     ax.set(xlim=extent[:2], ylim=extent[2:], aspect="equal",
-           title=f"optimal policy of the learned reward (clipped): {summary['optimal_policy_normalized_return']:.3f} "
-                 "of the optimal return\ngreen: a best move under the true reward, red: not")
+           title=f"optimal policy of the clipped learned reward: {summary['optimal_policy_normalized_return']:.3f} of the "
+                 f"optimum\n(worst tied optimal policy: {summary['optimal_policy_worst_normalized_return']:.3f}); "
+                 "green: a best move under the true reward")
     ax = fig.add_subplot(grid[1, 0])
     steps, train_loss, val_loss = zip(*history)
     ax.plot(steps, train_loss, label="train")
@@ -214,19 +215,22 @@ def main(args):
     train_seconds = time.perf_counter() - start
     # the exact optimal policy of the learned reward, clipped to [-1, 1] as PPO uses it by default (value_iteration.py)
     optimal_return, policy = vi.optimal_policy_score(np.clip(table, -1, 1))
+    worst_return, _ = vi.optimal_policy_range(np.clip(table, -1, 1))  # clipping ties actions: the worst optimal policy
     unclipped_return, _ = vi.optimal_policy_score(table)  # = PPO's --reward-transform normalize (an affine map)
     summary = {
         "db": args.db, "label_source": args.label_source, "n_train": len(train), "n_validation": len(val),
         "segment_length": int(train.actions1.shape[1]), "steps": step, "best_step": best["step"],
         "stopped_early": bool(step < args.max_steps), "val_loss": val_loss, "val_accuracy": val_accuracy,
         "action_order_agreement": rm.action_order_agreement(table), "reward_correlation": rm.reward_correlation(table),
-        "optimal_policy_normalized_return": optimal_return, "optimal_policy_normalized_return_unclipped": unclipped_return,
+        "optimal_policy_normalized_return": optimal_return, "optimal_policy_worst_normalized_return": worst_return,
+        "optimal_policy_normalized_return_unclipped": unclipped_return,
         "train_seconds": train_seconds, "score_seconds": time.perf_counter() - start - train_seconds,
         "args": {k: v for k, v in vars(args).items()},
     }
     writer.add_scalar("reward/action_order_agreement", summary["action_order_agreement"], step)
     writer.add_scalar("reward/correlation", summary["reward_correlation"], step)
     writer.add_scalar("reward/optimal_policy_normalized_return", optimal_return, step)
+    writer.add_scalar("reward/optimal_policy_worst_normalized_return", worst_return, step)
     writer.add_scalar("reward/optimal_policy_normalized_return_unclipped", unclipped_return, step)
     writer.close()
 
@@ -238,8 +242,9 @@ def main(args):
           f" in {summary['train_seconds']:.1f} s")
     print(f"held-out loss {val_loss:.4f}, held-out accuracy {val_accuracy:.4f}, "
           f"action-order agreement {summary['action_order_agreement']:.4f}, reward correlation {summary['reward_correlation']:.4f}")
-    print(f"optimal policy of the learned reward: normalized true return {optimal_return:.4f} (clipped to [-1, 1], as PPO's "
-          f"default), {unclipped_return:.4f} (unclipped); scoring took {summary['score_seconds']:.1f} s")
+    print(f"optimal policy of the learned reward, clipped to [-1, 1] as PPO's default: normalized true return {optimal_return:.4f} "
+          f"(argmax), {worst_return:.4f} (worst of the tied optimal policies); unclipped: {unclipped_return:.4f}; "
+          f"scoring took {summary['score_seconds']:.1f} s")
     print(f"wrote {args.out}, {args.plot} and {os.path.join(args.run_dir, run_name)}")
     return summary
 

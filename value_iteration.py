@@ -67,3 +67,24 @@ def optimal_policy_score(reward, gamma=0.99, horizon=None):
     policy of ``reward``, with that policy (for plots)."""
     policy, _ = value_iteration(reward, gamma, horizon)
     return md.normalized_return(true_returns(policy), md.MANHATTAN), policy
+
+
+def optimal_policy_range(reward, gamma=0.99, ties=1e-3, steps=md.MAX_EPISODE_STEPS):
+    """Normalized true return (over every start) of the worst and of the best policy among the
+    optimal ones of ``reward``: every action whose discounted Q-value is within ``ties`` of the
+    best counts as optimal (value iteration stops within about 1e-4 of the fixed point).
+
+    A clipped learned reward ties often (every move worth >= 1 pays exactly 1), and then the
+    argmax policy's return is luck: PPO may settle on any optimal policy, the worst one
+    included. Exact: backward induction of the true return over ``steps``, minimizing
+    (maximizing) over the optimal actions at every state.
+    """
+    _, values = value_iteration(reward, gamma)
+    q = np.asarray(reward, dtype=np.float64).T + gamma * values[_NEXT_T]
+    optimal = q >= q.max(0) - ties
+    true_reward = md.TRUE_REWARD.T.astype(np.float64)
+    worst, best = np.zeros(md.N_STATES), np.zeros(md.N_STATES)
+    for _ in range(steps):
+        worst = np.where(optimal, true_reward + worst[_NEXT_T], np.inf).min(0)
+        best = np.where(optimal, true_reward + best[_NEXT_T], -np.inf).max(0)
+    return md.normalized_return(worst, md.MANHATTAN), md.normalized_return(best, md.MANHATTAN)

@@ -366,6 +366,8 @@ def test_training_learns_the_true_reward_order(trained, prefs_db):
     # the optimal policy of the clipped learned reward, recomputed, and it is a decent one on this easy task
     assert vi.optimal_policy_score(np.clip(table, -1, 1))[0] == pytest.approx(summary["optimal_policy_normalized_return"])
     assert vi.optimal_policy_score(table)[0] == pytest.approx(summary["optimal_policy_normalized_return_unclipped"])
+    assert summary["optimal_policy_worst_normalized_return"] == pytest.approx(vi.optimal_policy_range(np.clip(table, -1, 1))[0])
+    assert summary["optimal_policy_worst_normalized_return"] <= summary["optimal_policy_normalized_return"] + 1e-9
     assert summary["optimal_policy_normalized_return"] > 0.5 and summary["score_seconds"] < 10
     # the held-out accuracy recomputed from the DB
     val = db.load_comparisons(prefs_db)
@@ -389,7 +391,8 @@ def test_training_writes_a_png_and_event_files(trained):
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss", "val/loss", "val/accuracy", "reward/action_order_agreement", "reward/correlation",
-            "reward/optimal_policy_normalized_return", "reward/optimal_policy_normalized_return_unclipped"} <= scalars
+            "reward/optimal_policy_normalized_return", "reward/optimal_policy_worst_normalized_return",
+            "reward/optimal_policy_normalized_return_unclipped"} <= scalars
     optimal = events.Scalars("reward/optimal_policy_normalized_return")
     assert len(optimal) == 1 and optimal[0].value == pytest.approx(summary["optimal_policy_normalized_return"], rel=1e-6)
     assert any(tag.startswith("val/r_diff_") for tag in events.Tags()["histograms"])

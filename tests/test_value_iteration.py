@@ -88,3 +88,20 @@ def test_true_returns_from_given_starts():
     start = md.position_to_state([md.CENTRE[0] - 10, md.CENTRE[1]])
     # 10 steps toward the centre (+10), then 95 away (-95), then stuck at the wall (0)
     assert vi.true_returns(right, starts=[start])[0] == 10 - (md.X_MAX - md.CENTRE[0])
+
+
+def test_optimal_policy_range_exposes_ties_that_argmax_hides():
+    """Clip the true reward's double (+2 toward, -2 away) and add +1 for crossing the vertical
+    axis: with clipping, jittering across the axis pays 1 per step, exactly like approaching,
+    so the optimal policies range from the best (reach the centre) to a bad one (jitter)."""
+    assert vi.optimal_policy_range(md.TRUE_REWARD) == (1.0, 1.0)
+    reward = 2.0 * md.TRUE_REWARD
+    x = md.POSITIONS[:, 0]
+    right, left = md.ACTION_NAMES.index("right"), md.ACTION_NAMES.index("left")
+    reward[x == md.CENTRE[0], right] = reward[x == md.CENTRE[0] + 1, left] = 1.0  # a 2-cycle worth 1 per step
+    worst, best = vi.optimal_policy_range(np.clip(reward, -1, 1))
+    assert best == pytest.approx(1.0, abs=0.02)
+    assert worst < 0.8
+    # unclipped, approaching pays 2 per step and the cycle only 1: no bad policy is optimal
+    worst_unclipped, _ = vi.optimal_policy_range(reward)
+    assert worst_unclipped > 0.95
