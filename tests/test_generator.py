@@ -393,3 +393,141 @@ def test_cli_refuses_an_existing_db_with_a_one_line_error(tmp_path):
     assert "already exists" in lines[0] and path in lines[0] and "Traceback" not in out.stderr
     assert open(path, "rb").read() == before
     assert [f for f in os.listdir(tmp_path) if ".tmp-" in f] == []
+
+
+# --- the RLHF loop's flags: segments of a saved agent, disagreement selection -------------------
+
+def always_right_agent(path):
+    """An agent whose sampled action is 'right' (logit gap 50) everywhere."""
+    import torch
+
+    import agent as agent_lib
+    agent = agent_lib.Agent()
+    with torch.no_grad():
+        agent.actor[-1].weight.zero_()
+        agent.actor[-1].bias.copy_(torch.tensor([0.0, 0.0, 50.0, 0.0, 0.0]))
+    agent_lib.save(str(path), agent)
+    return str(path)
+
+
+def right_counting_ensemble(path=None):
+    """Two members: r = +g and -g for 'right' (g = tanh(tanh(1))), 0 for every other action. For
+    segments with n1 and n2 rights they give P(1 > 2) = sigmoid(+-g (n1 - n2)): they agree only
+    where n1 = n2, and the variance of P over them is (sigmoid(g (n1 - n2)) - 0.5)^2."""
+    import torch
+
+    import reward_model as rm
+    model = rm.RewardModel("normalized", ensemble_size=2, hidden_size=2)
+    with torch.no_grad():
+        for layer in (model.net[0], model.net[2], model.net[4]):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        model.net[0].weight[:, 2 + 2, 0] = 1.0  # the one-hot input of action 2, right
+        model.net[2].weight[:, 0, 0] = 1.0
+        model.net[4].weight[0, 0, 0], model.net[4].weight[1, 0, 0] = 1.0, -1.0
+    if path is not None:
+        rm.save(model, str(path))
+    return model
+
+
+def right_variance(d):
+    g = np.tanh(np.tanh(1.0))
+    return (1 / (1 + np.exp(-g * d)) - 0.5) ** 2
+
+
+def test_policy_segments_are_the_agents_sampled_rollouts_from_random_steps_of_an_episode(tmp_path):
+    agent_path = always_right_agent(tmp_path / "agent.pt")
+    walls = {}
+    for max_start in (1, 150):
+        path = generate(tmp_path / f"p{max_start}.db", "--policy", agent_path, "--max-start-step", max_start, "--oracle", "reward",
+                        "--segment-length", 5, "--n-segments", 400, "--n-comparisons", 300, "--seed", 13)
+        c = db.load_comparisons(path)
+        conn = sqlite3.connect(path)
+        assert conn.execute("SELECT DISTINCT source FROM segments").fetchall() == [("policy",)]
+        conn.close()
+        for obs, actions in ((c.obs1, c.actions1), (c.obs2, c.actions2)):
+            assert np.all(actions == 2)
+            states = md.position_to_state(obs)
+            np.testing.assert_array_equal(states[:, 1:], md.NEXT_STATE[states[:, :-1], actions])
+        walls[max_start] = (c.obs1[:, 0, 0] == md.X_MAX).mean()
+    # starting at step 0 the dot is where the env put it (uniform); later, many have walked into the right wall
+    assert walls[1] < 0.03 and walls[150] > 0.2, walls
+
+
+def test_disagreement_is_the_variance_of_p1_over_the_members():
+    model = right_counting_ensemble()
+    rights = np.array([0, 1, 2, 5, 3])  # segments of 5 steps with this many rights, the rest noops
+    actions = (np.arange(5)[None, :] < rights[:, None]) * 2
+    states = np.full((5, 6), md.position_to_state(md.CENTRE))
+    pairs = np.array([[0, 1], [3, 0], [2, 4], [1, 1], [4, 3]])
+    variance = gen.disagreement(model, states, actions)(pairs)
+    np.testing.assert_allclose(variance, right_variance(rights[pairs[:, 0]] - rights[pairs[:, 1]]), rtol=1e-6)
+    assert variance[3] == 0 and variance.argmax() == 1
+
+
+def test_select_pairs_keeps_the_highest_scoring_distinct_candidates():
+    score = lambda pairs: (np.abs(pairs[:, 0] - pairs[:, 1]) % 7).astype(float)  # noqa: E731  (many ties)
+    chosen, chosen_scores, candidate_scores = gen.select_pairs(12, 3, 20, np.random.default_rng(4), score, 5)
+    candidates = gen.sample_pairs(60, 3, 20, np.random.default_rng(4))  # the same draw
+    seen, distinct = set(), []
+    for pair in candidates.tolist():
+        if frozenset(pair) not in seen:
+            seen.add(frozenset(pair))
+            distinct.append(pair)
+    expected = sorted(distinct, key=lambda p: -(abs(p[0] - p[1]) % 7))[:12]  # sorted() is stable: ties keep the drawing order
+    assert chosen.tolist() == expected
+    np.testing.assert_array_equal(chosen_scores, score(chosen))
+    assert len(candidate_scores) == len(distinct)
+
+
+def test_select_disagreement_stores_the_pairs_the_ensemble_disagrees_on(tmp_path, capsys):
+    model_path = tmp_path / "ensemble.pt"
+    right_counting_ensemble(model_path)
+    flags = ("--oracle", "reward", "--segment-length", 5, "--n-segments", 60, "--n-comparisons", 8, "--validation-fraction", 0,
+             "--seed", 14)
+    path = generate(tmp_path / "p.db", *flags, "--select", "disagreement", "--reward-model", model_path)
+    c = db.load_comparisons(path)
+    variance = right_variance((c.actions1 == 2).sum(1) - (c.actions2 == 2).sum(1))
+    selection = db.read_metadata(path)["generator_runs"][0]["selection"]
+    assert selection["n_candidates"] > 60
+    assert variance.mean() == pytest.approx(selection["mean_disagreement_chosen"], rel=1e-5)
+    assert np.all(np.diff(variance) <= 1e-12)  # stored most informative first: the labeling page asks those first
+    assert variance.min() > selection["mean_disagreement_candidates"]
+    conn = sqlite3.connect(path)  # no pair asked twice
+    assert conn.execute("SELECT COUNT(DISTINCT min(segment1_id, segment2_id) || '-' || max(segment1_id, segment2_id))"
+                        " FROM comparisons").fetchone()[0] == 8
+    conn.close()
+    random_pick = db.load_comparisons(generate(tmp_path / "r.db", *flags))
+    assert right_variance((random_pick.actions1 == 2).sum(1) - (random_pick.actions2 == 2).sum(1)).mean() < variance.mean() / 2
+    assert "where the ensemble disagrees most" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--select", "disagreement"], "needs --reward-model"),
+    (["--reward-model", "m.pt"], "only used by it"),
+    (["--policy", "a.pt", "--segment-length", "1900", "--max-start-step", "200"], "longer than an episode"),
+    (["--max-start-step", "0"], "positive"),
+])
+def test_bad_loop_flags_exit_with_code_2(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as e:
+        gen.parse_args(["--db", str(tmp_path / "p.db"), *flags])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_one_member_model_cannot_choose_by_disagreement(tmp_path):
+    import reward_model as rm
+    rm.save(rm.RewardModel(ensemble_size=1), str(tmp_path / "one.pt"))
+    with pytest.raises(gen.InputFileError, match="one member"):
+        generate(tmp_path / "p.db", "--select", "disagreement", "--reward-model", tmp_path / "one.pt", "--n-segments", 50)
+    assert not (tmp_path / "p.db").exists()
+
+
+def test_cli_bad_policy_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "agent.pt").write_bytes(b"not an agent")
+    out = subprocess.run([sys.executable, SCRIPT, "--db", str(tmp_path / "p.db"), "--policy", str(tmp_path / "agent.pt"),
+                          "--segment-length", "5", "--n-segments", "20", "--n-comparisons", "5"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--policy" in lines[0] and "agent.pt" in lines[0]
+    assert not (tmp_path / "p.db").exists()
