@@ -53,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--ensemble-size", type=cli.positive_int, default=1, help="members, each on its own bootstrap batches (C17: 3)")
     p.add_argument("--label-noise", type=cli.fraction_below_one, default=0.0, help="assumed share of random answers (C17: 0.1)")
     p.add_argument("--weight-decay", type=cli.nonnegative_float, default=0.0, help="L2 penalty (C17 used L2 regularization)")
+    p.add_argument("--ema-decay", type=cli.fraction_below_one, default=0.999,
+                   help="evaluate and keep an exponential moving average of the weights (Polyak averaging); 0: the raw weights")
     p.add_argument("--run-dir", default="runs", help="parent folder of the TensorBoard run")
     p.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=True, help="use CUDA when available")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
@@ -165,8 +167,10 @@ def main(args):
     if len(val) == 0:
         print(f"warning: {args.db} has no held-out comparisons: early stopping watches the training loss instead")
 
-    # train
-    best = {"loss": float("inf"), "step": 0, "state": copy.deepcopy(model.state_dict())}
+    # train; the moving average smooths Adam's step-to-step noise out of the weights that are evaluated and kept
+    averaged = copy.deepcopy(model) if args.ema_decay > 0 else model
+    raw_params, averaged_params = list(model.parameters()), list(averaged.parameters())
+    best = {"loss": float("inf"), "step": 0, "state": copy.deepcopy(averaged.state_dict())}
     history, bad_evals, running = [], 0, []
     bar = tqdm(range(1, args.max_steps + 1), desc="reward model", disable=not args.progress, mininterval=0.5)
     for step in bar:
@@ -177,6 +181,10 @@ def main(args):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if args.ema_decay > 0:
+            with torch.no_grad():
+                decay = min(args.ema_decay, (1 + step) / (10 + step))  # a short warm-up: the init is not worth averaging in
+                torch._foreach_lerp_(averaged_params, raw_params, 1.0 - decay)
         running.append(loss.item())
 
         if step % args.eval_every and step != args.max_steps:
@@ -185,7 +193,7 @@ def main(args):
         train_loss = float(np.mean(running))
         running.clear()
         if len(val):
-            val_loss, val_accuracy, diff = evaluate(model, val_f1, val_f2, val_mu1, val_mu2, args.label_noise)
+            val_loss, val_accuracy, diff = evaluate(averaged, val_f1, val_f2, val_mu1, val_mu2, args.label_noise)
             writer.add_scalar("val/loss", val_loss, step)
             writer.add_scalar("val/accuracy", val_accuracy, step)
             for name, mask in label_classes(val.mu1, val.mu2).items():
@@ -199,7 +207,7 @@ def main(args):
         # early stopping on the held-out loss; with no held-out labels (a handful of human ones), on the training loss
         watched = val_loss if len(val) else train_loss
         if watched < best["loss"] - args.min_delta:
-            best, bad_evals = {"loss": watched, "step": step, "state": copy.deepcopy(model.state_dict())}, 0
+            best, bad_evals = {"loss": watched, "step": step, "state": copy.deepcopy(averaged.state_dict())}, 0
         else:
             bad_evals += 1
             if bad_evals >= args.patience:

@@ -573,3 +573,14 @@ def test_without_held_out_labels_early_stopping_watches_the_training_loss(tmp_pa
     assert summary["stopped_early"] and summary["steps"] < 20_000
     assert summary["steps"] - summary["best_step"] == 3 * 50
     assert os.path.getsize(tmp_path / "m.png") > 10_000
+
+
+def test_ema_weights_are_what_is_evaluated_and_kept(prefs_db, tmp_path):
+    """--ema-decay 0 keeps the raw Adam weights; the default keeps their moving average: a
+    different model from the same seed and batches, and one that still learns the order."""
+    raw = train(prefs_db, tmp_path / "raw.pt", tmp_path / "runs", "--max-steps", 1500, "--ema-decay", 0)
+    averaged = train(prefs_db, tmp_path / "ema.pt", tmp_path / "runs", "--max-steps", 1500)
+    assert averaged["args"]["ema_decay"] == 0.999 and raw["args"]["ema_decay"] == 0.0
+    a, b = rm.load(str(tmp_path / "raw.pt")), rm.load(str(tmp_path / "ema.pt"))
+    assert not torch.allclose(a.net[0].weight, b.net[0].weight)
+    assert raw["val_accuracy"] >= 0.93 and averaged["val_accuracy"] >= 0.93
