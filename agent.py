@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 
 import numpy as np
 import torch
 from torch import nn
 
+import checkpoints
 import moving_dot as md
 
 FORMAT = "moving-dot-ppo-agent"
@@ -148,14 +148,7 @@ def save(path: str, agent: Agent, optimizer=None, extra: dict | None = None, ove
     checkpoint = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": dict(agent.config),
                   "env": dict(md.ENV_PARAMS), "state_dict": {k: v.detach().cpu() for k, v in agent.state_dict().items()},
                   "optimizer": optimizer.state_dict() if optimizer is not None else None, **(extra or {})}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    checkpoints.save_atomic(checkpoint, path)
 
 
 def load(path: str, device="cpu") -> tuple[Agent, dict]:
@@ -163,9 +156,8 @@ def load(path: str, device="cpu") -> tuple[Agent, dict]:
     if not os.path.isfile(path):
         raise AgentFileError(f"agent file {path} not found; train one with `python ppo_rlhf.py --save-path {path}`")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        checkpoint = checkpoints.load_safely(path)
+    except ValueError as reason:
         raise AgentFileError(f"{path} is not a readable agent file (corrupt, truncated or foreign: {reason})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+import checkpoints
 import moving_dot as md
 
 FORMAT = "moving-dot-reward-model"
@@ -163,14 +163,7 @@ def save(model: RewardModel, path: str, summary: dict | None = None, overwrite: 
         "env": dict(md.ENV_PARAMS), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "summary": dict(summary if summary is not None else model.summary),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    checkpoints.save_atomic(checkpoint, path)
 
 
 def load(path: str, device="cpu") -> RewardModel:
@@ -179,9 +172,8 @@ def load(path: str, device="cpu") -> RewardModel:
     if not os.path.isfile(path):
         raise RewardModelError(f"reward model file {path} not found; train one with `python train_reward_model.py --out {path}`")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        checkpoint = checkpoints.load_safely(path)
+    except ValueError as reason:
         raise RewardModelError(f"{path} is not a readable reward model file (corrupt, truncated or foreign: {reason}); {retrain}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__

@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import agent as agent_lib  # noqa: E402
+import db  # noqa: E402
 import reward_model as rm  # noqa: E402
 
 
@@ -64,10 +65,20 @@ def main(args):
 
         # reward model to early stop
         r = run_stage([script("train_reward_model.py"), *common, "--db", "prefs.db", "--out", "rm.pt"], work)
-        summary = rm.load(os.path.join(work, "rm.pt")).summary
+        model = rm.load(os.path.join(work, "rm.pt"))
+        summary = model.summary
+        # the 1,000 held-out pairs also chose the early-stopping step; 40,000 fresh ones measure generalisation alone
+        subprocess.run([sys.executable, script("make_preferences_db.py"), "--seed", str(args.seed + 1000), "--db", "fresh.db",
+                        "--n-segments", "40000", "--n-comparisons", "40000", "--validation-fraction", "0"], cwd=work,
+                       check=True, capture_output=True)
+        fresh = db.load_comparisons(os.path.join(work, "fresh.db"))
+        fresh_diff = model.reward(fresh.obs1[:, 0], fresh.actions1[:, 0]) - model.reward(fresh.obs2[:, 0], fresh.actions2[:, 0])
         rows.append({"stage": "train reward model", **r, "steps_per_s": summary["steps"] / r["wall_s"],
-                     "quality": {"held_out_accuracy": summary["val_accuracy"], "action_order_agreement": summary["action_order_agreement"],
+                     "quality": {"held_out_accuracy": summary["val_accuracy"],
+                                 "fresh_accuracy": rm.preference_accuracy(fresh_diff, 0.0, fresh.mu1, fresh.mu2),
+                                 "action_order_agreement": summary["action_order_agreement"],
                                  "optimal_policy_normalized_return": summary["optimal_policy_normalized_return"],
+                                 "optimal_policy_worst_normalized_return": summary["optimal_policy_worst_normalized_return"],
                                  "train_seconds": summary["train_seconds"]}})
 
         # PPO on the env reward and on the learned reward, CleanRL's defaults, over seeds
