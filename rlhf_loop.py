@@ -111,11 +111,19 @@ def stage_seed(seed, round_, stage):
     return int(np.random.SeedSequence([seed, round_, stage]).generate_state(1)[0])
 
 
+class StageError(Exception):
+    """A stage refused the flags the loop passed it; the message names the stage's log."""
+
+
 def run_stage(module, argv, log):
     """A stage script's main(parse_args(argv)) with its printout in ``log``; returns what main returns."""
     with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print(f"$ python {module.__name__}.py {' '.join(argv)}", flush=True)
-        return module.main(module.parse_args(argv))
+        try:
+            args = module.parse_args(argv)
+        except SystemExit:  # argparse's error went to the log
+            raise StageError(f"{module.__name__}.py rejected the flags the loop gave it; see {log.name}") from None
+        return module.main(args)
 
 
 def wait_for_labels(path, batch, n, args):
@@ -270,5 +278,5 @@ def main(args):
 if __name__ == "__main__":
     try:
         main(parse_args())
-    except (db.PreferencesDBError, rm.RewardModelError, agent_lib.AgentFileError, make_preferences_db.InputFileError) as e:
+    except (db.PreferencesDBError, rm.RewardModelError, agent_lib.AgentFileError, make_preferences_db.InputFileError, StageError) as e:
         sys.exit(f"rlhf_loop.py: error: {e}")
