@@ -120,7 +120,8 @@ def make_gif(path, positions, every=2):
     from PIL import Image
 
     reached = np.flatnonzero((positions == md.CENTRE).all(1))
-    end = min(len(positions), (reached[0] + 40) if len(reached) else len(positions))
+    # 40 steps past the centre; an agent that never lands on it shows its longest possible way there and 40 more
+    end = min(len(positions), (reached[0] if len(reached) else int(md.MANHATTAN.max())) + 40)
     frames = []
     for position in positions[:end:every]:
         frame = md.render_frame(position)

@@ -562,3 +562,17 @@ def test_resume_from_a_bad_file_fails_before_any_work(tmp_path):
     with pytest.raises(agent_lib.AgentFileError, match="not a readable agent file"):
         run(tmp_path, "--resume", str(bad), "--total-timesteps", 512)
     assert not (tmp_path / "runs").exists()
+
+
+def test_make_gif_of_an_agent_that_never_lands_on_the_centre_is_short(tmp_path):
+    from PIL import Image
+
+    hover = md.CENTRE + [1, 0]
+    path = np.array([hover + [t % 2, 0] for t in range(2001)], dtype=np.float32)  # jitters beside the centre
+    ppo.make_gif(str(tmp_path / "b.gif"), path)
+    with Image.open(str(tmp_path / "b.gif")) as image:  # identical frames merge: count the time they last
+        total = 0
+        for frame in range(image.n_frames):
+            image.seek(frame)
+            total += image.info["duration"]
+    assert total == 40 * ((int(md.MANHATTAN.max()) + 40 + 1) // 2)  # the longest way to the centre and 40 steps, not 2000
