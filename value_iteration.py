@@ -83,8 +83,10 @@ def optimal_policy_range(reward, gamma=0.99, ties=1e-3, steps=md.MAX_EPISODE_STE
     q = np.asarray(reward, dtype=np.float64).T + gamma * values[_NEXT_T]
     optimal = q >= q.max(0) - ties
     true_reward = md.TRUE_REWARD.T.astype(np.float64)
+    # an action outside the optimal set is worth +inf to the minimum and -inf to the maximum
+    reward_for_worst, reward_for_best = np.where(optimal, true_reward, np.inf), np.where(optimal, true_reward, -np.inf)
     worst, best = np.zeros(md.N_STATES), np.zeros(md.N_STATES)
     for _ in range(steps):
-        worst = np.where(optimal, true_reward + worst[_NEXT_T], np.inf).min(0)
-        best = np.where(optimal, true_reward + best[_NEXT_T], -np.inf).max(0)
+        worst = (reward_for_worst + worst[_NEXT_T]).min(0)
+        best = (reward_for_best + best[_NEXT_T]).max(0)
     return md.normalized_return(worst, md.MANHATTAN), md.normalized_return(best, md.MANHATTAN)
