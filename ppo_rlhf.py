@@ -200,12 +200,11 @@ def main(args):
         global_step += args.batch_size
 
         # relabel: the learned reward of every (o_t, a_t) of the rollout in one batched call
+        learned = None
         if reward_net is not None:
             learned = reward_net.reward(obs, actions)
             learned = np.clip(learned, -1, 1) if args.reward_transform == "clip" else (learned - reward_mean) / reward_std
-            rewards = learned
-        else:
-            learned, rewards = None, env_rewards
+        rewards = env_rewards if learned is None else learned
 
         # log the episodes that ended: true return always, learned return under --rlhf
         true_returns, done_t, done_env, true_carry = episode_sums(env_rewards, dones, true_carry)
@@ -227,11 +226,12 @@ def main(args):
 
         # advantages: GAE, with the truncation bootstrap folded into the reward of that step
         advantages = gae(rewards + bootstrap, values, dones, policy(next_obs)[1], args.gamma, args.gae_lambda)
+        returns = advantages + values
 
         # update
         to_torch = lambda array: torch.as_tensor(array, device=device).flatten(0, 1)  # noqa: E731  (T, N, ...) -> (T * N, ...)
         b_obs, b_actions, b_logprobs = to_torch(obs), to_torch(actions), to_torch(logprobs)
-        b_advantages, b_returns, b_values = to_torch(advantages), to_torch(advantages + values), to_torch(values)
+        b_advantages, b_returns, b_values = to_torch(advantages), to_torch(returns), to_torch(values)
         clipfracs, approx_kls = [], []
         for epoch in range(args.update_epochs):
             b_inds = torch.randperm(args.batch_size, device=device)
@@ -264,7 +264,7 @@ def main(args):
                 break
 
         # log the update
-        y_pred, y_true = values.reshape(-1), (advantages + values).reshape(-1)
+        y_pred, y_true = values.reshape(-1), returns.reshape(-1)
         var_y = np.var(y_true)
         explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
         sps = int((global_step - start_step) / (time.time() - start_time))

@@ -222,8 +222,10 @@ def main(args):
     table = rm.reward_table(model)
     train_seconds = time.perf_counter() - start
     # the exact optimal policy of the learned reward, clipped to [-1, 1] as PPO uses it by default (value_iteration.py)
-    optimal_return, policy = vi.optimal_policy_score(np.clip(table, -1, 1))
-    worst_return, _ = vi.optimal_policy_range(np.clip(table, -1, 1))  # clipping ties actions: the worst optimal policy
+    clipped = np.clip(table, -1, 1)
+    policy, values = vi.value_iteration(clipped)  # once: the argmax policy and the range of tied ones share it
+    optimal_return = md.normalized_return(vi.true_returns(policy), md.MANHATTAN)
+    worst_return, _ = vi.optimal_policy_range(clipped, values=values)  # clipping ties actions: the worst optimal policy
     unclipped_return, _ = vi.optimal_policy_score(table)  # = PPO's --reward-transform normalize (an affine map)
     summary = {
         "db": args.db, "label_source": args.label_source, "n_train": len(train), "n_validation": len(val),

@@ -69,7 +69,7 @@ def optimal_policy_score(reward, gamma=0.99, horizon=None):
     return md.normalized_return(true_returns(policy), md.MANHATTAN), policy
 
 
-def optimal_policy_range(reward, gamma=0.99, ties=1e-3, steps=md.MAX_EPISODE_STEPS):
+def optimal_policy_range(reward, gamma=0.99, ties=1e-3, steps=md.MAX_EPISODE_STEPS, values=None):
     """Normalized true return (over every start) of the worst and of the best policy among the
     optimal ones of ``reward``: every action whose discounted Q-value is within ``ties`` of the
     best counts as optimal (value iteration stops within about 1e-4 of the fixed point).
@@ -77,9 +77,11 @@ def optimal_policy_range(reward, gamma=0.99, ties=1e-3, steps=md.MAX_EPISODE_STE
     A clipped learned reward ties often (every move worth >= 1 pays exactly 1), and then the
     argmax policy's return is luck: PPO may settle on any optimal policy, the worst one
     included. Exact: backward induction of the true return over ``steps``, minimizing
-    (maximizing) over the optimal actions at every state.
+    (maximizing) over the optimal actions at every state. ``values``: the fixed point of
+    ``value_iteration(reward, gamma)``, when the caller has it already.
     """
-    _, values = value_iteration(reward, gamma)
+    if values is None:
+        _, values = value_iteration(reward, gamma)
     q = np.asarray(reward, dtype=np.float64).T + gamma * values[_NEXT_T]
     optimal = q >= q.max(0) - ties
     true_reward = md.TRUE_REWARD.T.astype(np.float64)
