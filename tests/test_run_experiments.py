@@ -37,7 +37,9 @@ def session_processes():
         except OSError:
             continue
         name, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
-        if int(fields[3]) == os.getsid(0) and fields[0] != "Z":
+        # kernel threads (PF_KTHREAD) have session 0, which is also ours where CI runs without a session of its own
+        kernel_thread = int(fields[6]) & 0x00200000
+        if int(fields[3]) == os.getsid(0) and fields[0] != "Z" and not kernel_thread:
             found[int(stat.split("/")[2])] = name
     return found
 
