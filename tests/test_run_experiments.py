@@ -1,6 +1,6 @@
 """The experiment runner (run_experiments.py): a tiny grid (2 seeds x 2 conditions, plus a condition
 whose runs fail) through a local Ray instance writes the runs, the figure and the tables, reports the
-failed runs with their logs without stopping the others, leaves no process behind, and a second call
+failed runs with their logs without stopping the others, leaves no process behind (none carrying the test's environment tag), and a second call
 with --resume skips the finished runs; the helpers behind the figure; bad flags and folders."""
 
 import contextlib
@@ -27,20 +27,24 @@ SCRIPT = os.path.join(ROOT, "run_experiments.py")
 TINY = ["--total-timesteps", "4096", "--num-envs", "1", "--num-steps", "512", "--eval-episodes", "2"]
 
 
-def session_processes():
-    """Live processes of this session (pid -> command name): Ray's and the runs' would be among them."""
-    found = {}
-    for stat in glob.glob("/proc/[0-9]*/stat"):
+# every process this test starts (Ray's daemons and workers, the runs) inherits this tag in its environment
+TAG = f"MOVING_DOT_TEST_RUN={os.getpid()}_{time.time_ns()}"
+
+
+def tagged_processes():
+    """Live processes carrying this test's environment tag (pid -> command name): ours and their descendants
+    only, whatever session or parent they end up with (a daemon may move to a session of its own)."""
+    found, tag = {}, TAG.encode() + b"\0"
+    for proc in glob.glob("/proc/[0-9]*"):
         try:
-            with open(stat) as f:
-                text = f.read()
-        except OSError:
+            with open(f"{proc}/environ", "rb") as f:
+                environ = f.read()
+            with open(f"{proc}/stat") as f:
+                stat = f.read()
+        except OSError:  # gone, or another user's
             continue
-        name, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
-        # kernel threads (PF_KTHREAD) have session 0, which is also ours where CI runs without a session of its own
-        kernel_thread = int(fields[6]) & 0x00200000
-        if int(fields[3]) == os.getsid(0) and fields[0] != "Z" and not kernel_thread:
-            found[int(stat.split("/")[2])] = name
+        if int(proc.split("/")[2]) != os.getpid() and tag in environ and stat[stat.rindex(")") + 2] != "Z":
+            found[int(proc.split("/")[2])] = stat[stat.index("(") + 1:stat.rindex(")")]
     return found
 
 
@@ -59,12 +63,16 @@ def grid(tmp_path_factory):
     (tmp / "broken.pt").write_text("not a reward model\n")
     argv = ["--seeds", "1", "2", "--reward-model", str(tmp / "reward_model.pt"), "--experiment-dir", str(tmp / "exp"),
             "--conditions", "env", "rlhf", f"broken=--rlhf --reward-model {tmp / 'broken.pt'}", "--jobs", "2", *TINY]
-    before = session_processes()
-    summary, out = call(argv)
+    name, value = TAG.split("=")
+    os.environ[name] = value  # read by every child from here on
+    try:
+        summary, out = call(argv)
+    finally:
+        del os.environ[name]
     deadline = time.time() + 10  # Ray's processes exit a moment after ray.shutdown()
-    while set(session_processes()) - set(before) and time.time() < deadline:
+    while tagged_processes() and time.time() < deadline:
         time.sleep(0.2)
-    left = {pid: name for pid, name in session_processes().items() if pid not in before}
+    left = tagged_processes()
     return {"tmp": tmp, "exp": tmp / "exp", "argv": argv, "summary": summary, "out": out, "left": left}
 
 
