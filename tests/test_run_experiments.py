@@ -1,7 +1,8 @@
 """The experiment runner (run_experiments.py): a tiny grid (2 seeds x 2 conditions, plus a condition
 whose runs fail) through a local Ray instance writes the runs, the figure and the tables, reports the
-failed runs with their logs without stopping the others, leaves no process behind (none carrying the test's environment tag), and a second call
-with --resume skips the finished runs; the helpers behind the figure; bad flags and folders."""
+failed runs with their logs without stopping the others, leaves no process behind (none carrying the
+test's environment tag), and a second call with --resume skips the finished runs; the helpers behind
+the figure; bad flags and folders."""
 
 import contextlib
 import csv
