@@ -128,6 +128,15 @@ def preference_accuracy(returns1, returns2, mu1, mu2) -> float:
     return float(((diff > 0) == (np.asarray(mu1) > np.asarray(mu2)))[strict].mean())
 
 
+@torch.no_grad()
+def comparison_accuracy(model: RewardModel, comparisons) -> float:
+    """preference_accuracy of the model's segment returns on a db.Comparisons (any k)."""
+    k = comparisons.actions1.shape[1]
+    returns1 = model.reward(comparisons.obs1[:, :k], comparisons.actions1).sum(-1)
+    returns2 = model.reward(comparisons.obs2[:, :k], comparisons.actions2).sum(-1)
+    return preference_accuracy(returns1, returns2, comparisons.mu1, comparisons.mu2)
+
+
 # --- scoring against the true reward over every (position, action) of the grid ---
 
 def reward_table(model: RewardModel) -> np.ndarray:

@@ -219,6 +219,7 @@ def main(args):
     # score: held-out preferences, and the learned reward against the true one on the whole grid
     val_loss, val_accuracy, diff = (evaluate(model, val_f1, val_f2, val_mu1, val_mu2, args.label_noise)
                                     if len(val) else (float("nan"), float("nan"), np.zeros(0)))
+    train_accuracy = evaluate(model, train_f1, train_f2, train_mu1, train_mu2, args.label_noise)[1]  # vs held-out: the gap
     table = rm.reward_table(model)
     train_seconds = time.perf_counter() - start
     # the exact optimal policy of the learned reward, clipped to [-1, 1] as PPO uses it by default (value_iteration.py)
@@ -231,6 +232,7 @@ def main(args):
         "db": args.db, "label_source": args.label_source, "n_train": len(train), "n_validation": len(val),
         "segment_length": int(train.actions1.shape[1]), "steps": step, "best_step": best["step"],
         "stopped_early": bool(step < args.max_steps), "val_loss": val_loss, "val_accuracy": val_accuracy,
+        "train_accuracy": train_accuracy,
         "action_order_agreement": rm.action_order_agreement(table), "reward_correlation": rm.reward_correlation(table),
         "optimal_policy_normalized_return": optimal_return, "optimal_policy_worst_normalized_return": worst_return,
         "optimal_policy_normalized_return_unclipped": unclipped_return,
@@ -250,7 +252,7 @@ def main(args):
     print(f"trained on {len(train)} comparisons ({len(val)} held out) for {step} steps"
           f"{' (early stop, best at ' + str(summary['best_step']) + ')' if summary['stopped_early'] else ''}"
           f" in {summary['train_seconds']:.1f} s")
-    print(f"held-out loss {val_loss:.4f}, held-out accuracy {val_accuracy:.4f}, "
+    print(f"held-out loss {val_loss:.4f}, held-out accuracy {val_accuracy:.4f} (training pairs: {train_accuracy:.4f}), "
           f"action-order agreement {summary['action_order_agreement']:.4f}, reward correlation {summary['reward_correlation']:.4f}")
     print(f"optimal policy of the learned reward, clipped to [-1, 1] as PPO's default: normalized true return {optimal_return:.4f} "
           f"(argmax), {worst_return:.4f} (worst of the tied optimal policies); unclipped: {unclipped_return:.4f}; "

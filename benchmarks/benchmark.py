@@ -72,10 +72,9 @@ def main(args):
                         "--n-segments", "40000", "--n-comparisons", "40000", "--validation-fraction", "0"], cwd=work,
                        check=True, capture_output=True)
         fresh = db.load_comparisons(os.path.join(work, "fresh.db"))
-        fresh_diff = model.reward(fresh.obs1[:, 0], fresh.actions1[:, 0]) - model.reward(fresh.obs2[:, 0], fresh.actions2[:, 0])
         rows.append({"stage": "train reward model", **r, "steps_per_s": summary["steps"] / r["wall_s"],
                      "quality": {"held_out_accuracy": summary["val_accuracy"],
-                                 "fresh_accuracy": rm.preference_accuracy(fresh_diff, 0.0, fresh.mu1, fresh.mu2),
+                                 "fresh_accuracy": rm.comparison_accuracy(model, fresh),
                                  "action_order_agreement": summary["action_order_agreement"],
                                  "optimal_policy_normalized_return": summary["optimal_policy_normalized_return"],
                                  "optimal_policy_worst_normalized_return": summary["optimal_policy_worst_normalized_return"],

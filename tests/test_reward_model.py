@@ -375,6 +375,23 @@ def test_training_learns_the_true_reward_order(trained, prefs_db):
     diff = model.reward(val.obs1[:, 0].astype(np.float32), val.actions1[:, 0]) - \
         model.reward(val.obs2[:, 0].astype(np.float32), val.actions2[:, 0])
     assert rm.preference_accuracy(diff, 0.0, val.mu1, val.mu2) == pytest.approx(summary["val_accuracy"])
+    assert rm.comparison_accuracy(model, val) == pytest.approx(summary["val_accuracy"])
+    train_pairs = db.load_comparisons(prefs_db)
+    train_pairs = train_pairs.subset(~train_pairs.validation)
+    assert rm.comparison_accuracy(model, train_pairs) == pytest.approx(summary["train_accuracy"])
+    assert summary["train_accuracy"] >= 0.95
+
+
+def test_comparison_accuracy_sums_the_steps_of_long_segments(tmp_path):
+    comparisons = db.load_comparisons(generate(tmp_path / "k5.db", "--seed", 2, "--segment-length", 5, n=200))
+    torch.manual_seed(0)
+    model = rm.RewardModel("normalized")
+    returns = [model.reward(obs[:, :5].astype(np.float32), actions).sum(1)
+               for obs, actions in ((comparisons.obs1, comparisons.actions1), (comparisons.obs2, comparisons.actions2))]
+    expected = rm.preference_accuracy(*returns, comparisons.mu1, comparisons.mu2)
+    assert 0 < expected < 1 and rm.comparison_accuracy(model, comparisons) == pytest.approx(expected)
+    swapped = db.Comparisons(**{**vars(comparisons), "mu1": comparisons.mu2, "mu2": comparisons.mu1})
+    assert rm.comparison_accuracy(model, swapped) == pytest.approx(1 - expected)
 
 
 def test_training_writes_a_png_and_event_files(trained):

@@ -1,0 +1,60 @@
+"""benchmarks/reward_accuracy.py on a tiny grid: each point is a real generate-and-train run whose
+figures reach the tables, and the least-squares reference fit learns the true reward's order."""
+
+import json
+import os
+import sys
+
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import reward_accuracy as ra  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reward_accuracy")
+    ra.main(ra.parse_args(["--sizes", "200", "600", "--seeds", "1", "--fresh", "2000", "--ceiling-steps", "1000",
+                           "--ceiling-every", "500", "--out-dir", str(out)]))
+    with open(out / "results.json") as f:
+        return json.load(f), out
+
+
+def test_points_are_trainings_of_the_size_asked_and_scored_on_fresh_pairs(tiny):
+    record, _ = tiny
+    assert [(r["size"], r["seed"]) for r in record["runs"]] == [(200, 1), (600, 1)]
+    for r in record["runs"]:
+        assert 0.6 < r["val_accuracy"] <= 1 and 0.6 < r["fresh_accuracy"] <= 1 and 0.8 < r["action_order_agreement"] <= 1
+        assert r["steps"] > 0 and 0 < r["train_seconds"] < r["wall_s"]
+    # three times the labels order more fresh pairs right (the curve the benchmark draws)
+    assert record["runs"][1]["fresh_accuracy"] > record["runs"][0]["fresh_accuracy"]
+    assert [row["size"] for row in record["rows"]] == [200, 600]
+    assert record["rows"][0]["fresh_accuracy_mean"] == record["runs"][0]["fresh_accuracy"]
+
+
+def test_the_least_squares_reference_learns_the_order_of_the_true_reward(tiny):
+    record, _ = tiny
+    assert [c["steps"] for c in record["ceiling"]] == [500, 1000]
+    first, last = record["ceiling"]
+    assert last["rmse"] < first["rmse"] < 0.3  # fitting the distance change, which spans [-1, 1]
+    assert last["fresh_accuracy"] > 0.93
+
+
+def test_table_and_figure_are_written(tiny):
+    record, out = tiny
+    report = (out / "results.md").read_text()
+    assert f"| 600 | {record['rows'][1]['val_accuracy_mean']:.4f} ± 0.0000" in report
+    assert "at no size measured" in report or "from 200 comparisons" in report or "from 600 comparisons" in report
+    assert f"| 1000 | {record['ceiling'][1]['fresh_accuracy']:.4f} |" in report
+    with Image.open(out / "reward_accuracy.png") as image:
+        assert image.format == "PNG" and image.size[0] > image.size[1] > 300
+
+
+@pytest.mark.parametrize("flags", [["--sizes", "10"], ["--jobs", "0"], ["--ceiling-steps", "-1"]])
+def test_bad_flags_exit_with_code_2(flags):
+    with pytest.raises(SystemExit) as exit_info:
+        ra.parse_args(flags)
+    assert exit_info.value.code == 2
