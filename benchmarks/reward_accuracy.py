@@ -149,12 +149,12 @@ def plot(path, results, rows, ceiling_scores):
                        ("action_order_agreement", "action-order agreement (every position)")):
         line, = ax.plot(sizes, [r[f"{key}_mean"] for r in rows], "o-", label=label)
         ax.scatter([r["size"] for r in results], [r[key] for r in results], color=line.get_color(), alpha=0.35, s=14)
-    for c in ceiling_scores[-1:]:
-        ax.axhline(c["fresh_accuracy"], color="black", lw=0.8, ls="-.",
+    for c, style in zip(ceiling_scores[:1] + ceiling_scores[-1:] if len(ceiling_scores) > 1 else ceiling_scores, (":", "-.")):
+        ax.axhline(c["fresh_accuracy"], color="black", lw=0.8, ls=style,
                    label=f"fresh, least squares on the true reward, {c['steps']} steps (no labels)")
-    ax.axhline(GOAL, color="grey", lw=0.8, ls="--")
+    ax.axhline(GOAL, color="grey", lw=0.8, ls="--", label=f"{GOAL}: the reward-model issue's floor")
     ax.axvline(10000, color="grey", lw=0.8, ls=":")
-    ax.text(10000, ax.get_ylim()[0], " default pipeline", color="grey", va="bottom", fontsize=8)
+    ax.text(10000, 0.98, " default pipeline", color="grey", fontsize=8, va="top", transform=ax.get_xaxis_transform())
     ax.set(xscale="log", xlabel="comparisons in the DB (k = 1, 10% held out)", ylabel="share ordered right",
            title="reward model (defaults) against the number of comparisons (dots: seeds)")
     ax.legend(loc="lower right", fontsize=8)
