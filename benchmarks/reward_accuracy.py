@@ -1,6 +1,6 @@
 """Reward-model accuracy against the number of comparisons: how many labels 0.99 takes.
 
-    python benchmarks/reward_accuracy.py                                  # 6 sizes x 3 seeds, ~5 minutes on 2 cores
+    python benchmarks/reward_accuracy.py                                  # 6 sizes x 3 seeds, ~3 minutes on 2 cores
     python benchmarks/reward_accuracy.py --sizes 10000 --seeds 1 --ceiling-steps 0  # the default pipeline's point
 
 Every point is the default pipeline with more or fewer comparisons: make_preferences_db.py
@@ -18,6 +18,7 @@ Writes to --out-dir: results.json, results.md (the table) and reward_accuracy.pn
 """
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -53,6 +54,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if min(args.sizes) < 20 or args.fresh < 1 or args.jobs < 1 or args.ceiling_steps < 0 or args.ceiling_every < 1:
         p.error("--sizes must be >= 20, --fresh, --jobs and --ceiling-every >= 1, --ceiling-steps >= 0")
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        p.error(f"--out-dir {args.out_dir} is a file; pass a folder")
     return args
 
 
@@ -81,12 +84,12 @@ def ceiling(args, fresh, seed=1):
     """Fit the network to the true distance change by least squares; fresh accuracy every --ceiling-every steps."""
     torch.manual_seed(seed)
     model = rm.RewardModel("normalized")
-    averaged = rm.RewardModel("normalized")
-    averaged.load_state_dict(model.state_dict())
+    averaged = copy.deepcopy(model)
+    raw_params, averaged_params = list(model.parameters()), list(averaged.parameters())
+    # every (position, action), state-major as md.NEXT_STATE, and the oracle's score of that step
     states, actions = np.repeat(np.arange(md.N_STATES), md.N_ACTIONS), np.tile(np.arange(md.N_ACTIONS), md.N_STATES)
     features = model.features(md.OBS_TABLE[states], actions)
-    next_states = md.position_to_state(np.clip(md.POSITIONS[states] + md.ACTION_DELTAS[actions], [md.X_MIN, md.Y_MIN], [md.X_MAX, md.Y_MAX]))
-    target = torch.as_tensor(md.DISTANCE[states] - md.DISTANCE[next_states], dtype=torch.float32)
+    target = torch.as_tensor((md.DISTANCE[:, None] - md.DISTANCE[md.NEXT_STATE]).ravel(), dtype=torch.float32)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, eps=1e-5)
     generator, scores = torch.Generator().manual_seed(seed), []
     for step in range(1, args.ceiling_steps + 1):
@@ -96,7 +99,7 @@ def ceiling(args, fresh, seed=1):
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            torch._foreach_lerp_(list(averaged.parameters()), list(model.parameters()), 1 - min(0.999, (1 + step) / (10 + step)))
+            torch._foreach_lerp_(averaged_params, raw_params, 1 - min(0.999, (1 + step) / (10 + step)))  # as the trainer
         if step % args.ceiling_every == 0:
             with torch.no_grad():
                 rmse = (averaged.member_rewards(features)[0] - target).square().mean().sqrt().item()

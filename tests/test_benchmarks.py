@@ -58,3 +58,12 @@ def test_bad_flags_exit_with_code_2(flags):
     with pytest.raises(SystemExit) as exit_info:
         ra.parse_args(flags)
     assert exit_info.value.code == 2
+
+
+def test_an_out_dir_that_is_a_file_is_refused_and_kept(tmp_path, capsys):
+    path = tmp_path / "results"
+    path.write_text("mine\n")
+    with pytest.raises(SystemExit) as exit_info:
+        ra.parse_args(["--out-dir", str(path)])
+    assert exit_info.value.code == 2 and "is a file; pass a folder" in capsys.readouterr().err
+    assert path.read_text() == "mine\n"
