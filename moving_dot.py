@@ -45,8 +45,8 @@ N_X, N_Y = X_MAX - X_MIN + 1, Y_MAX - Y_MIN + 1  # 202, 152
 N_STATES = N_X * N_Y
 POSITIONS = np.stack(np.meshgrid(np.arange(X_MIN, X_MAX + 1), np.arange(Y_MIN, Y_MAX + 1), indexing="ij"), -1).reshape(-1, 2)
 OBS_TABLE = POSITIONS.astype(np.float32)
-_SQ_DIST = ((POSITIONS - CENTRE) ** 2).sum(1)  # integers, so "distance changed" is exact
-DISTANCE = np.sqrt(_SQ_DIST)
+SQ_DISTANCE = ((POSITIONS - CENTRE) ** 2).sum(1)  # integers, so "distance changed" is exact
+DISTANCE = np.sqrt(SQ_DISTANCE)
 MANHATTAN = np.abs(POSITIONS - CENTRE).sum(1)  # the optimal return from each start
 
 
@@ -60,7 +60,7 @@ def _transition_tables():
     moved = POSITIONS[:, None, :] + ACTION_DELTAS[None, :, :]
     moved = np.clip(moved, [X_MIN, Y_MIN], [X_MAX, Y_MAX])  # a move into a wall leaves the dot in place
     next_state = position_to_state(moved)
-    reward = np.sign(_SQ_DIST[:, None] - _SQ_DIST[next_state]).astype(np.float32)
+    reward = np.sign(SQ_DISTANCE[:, None] - SQ_DISTANCE[next_state]).astype(np.float32)
     return next_state, reward
 
 

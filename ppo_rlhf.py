@@ -4,8 +4,8 @@
     python ppo_rlhf.py --preset fast --rlhf          # the fastest measured route to a good agent
 
 A single-file PPO in the style of CleanRL's ppo.py, on the native vectorized env. With
---rlhf the env reward is replaced by the reward model's r(o_t, a_t), evaluated on the
-observation *before* the action, as the model was trained; the true env return is still
+--rlhf the env reward is replaced by the reward model's r(o_t, a_t, o_t+1), with o_t+1 the
+observation the action led to (the last one of an episode where it was truncated); the true env return is still
 what `charts/episodic_return` reports. Writes TensorBoard logs and the agent file under
 runs/<run name>/, and ends by evaluating the greedy and the sampled policy on fixed starts.
 """
@@ -47,8 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--exp-name", default="ppo_rlhf", help="the experiment's name in the run name")
     p.add_argument("--preset", choices=tuple(PRESETS), default="cleanrl", help="a named set of defaults (flags given still win)")
     p.add_argument("--rlhf", action="store_true", help="replace the env reward by the learned reward")
-    p.add_argument("--reward-transform", choices=("clip", "normalize"), default="clip",
-                   help="learned reward: clip to [-1, 1] (write-up, C17 Atari) or normalize to zero mean, unit std (C17)")
+    p.add_argument("--reward-transform", choices=rm.TRANSFORMS, default=rm.TRANSFORMS[0],
+                   help="learned reward: normalize to zero mean, unit std over the grid (C17) or clip to [-1, 1] (write-up; it ties actions)")
     p.add_argument("--total-timesteps", type=cli.positive_int, default=1_000_000, help="env steps in all (write-up: 1000000)")
     p.add_argument("--learning-rate", type=cli.positive_float, default=2.5e-4, help="Adam step size (CleanRL: 2.5e-4)")
     p.add_argument("--num-envs", type=cli.positive_int, default=4, help="parallel envs (CleanRL: 4)")
@@ -142,9 +142,7 @@ def main(args):
     torch.set_num_threads(1)  # 64-unit MLPs on a few hundred rows: threads only add overhead
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     reward_net = rm.load(args.reward_model, device) if args.rlhf else None  # a bad file fails here, before any work
-    if reward_net is not None and args.reward_transform == "normalize":
-        table = rm.reward_table(reward_net)  # the whole grid: the exact mean and spread of r over (o, a)
-        reward_mean, reward_std = float(table.mean()), float(table.std()) + 1e-8
+    reward_table = rm.reward_table(reward_net) if reward_net is not None else None  # the exact mean and spread of r over (o, a)
 
     if args.resume:  # C17's loop trains the same agent further each round, on the latest reward model
         agent, checkpoint = agent_lib.load(args.resume, device)
@@ -165,6 +163,7 @@ def main(args):
     # rollout storage, filled in place: the rollout runs in numpy (Agent.numpy_policy), the update in torch
     T, N = args.num_steps, args.num_envs
     obs, actions = np.zeros((T, N, 2), dtype=np.float32), np.zeros((T, N), dtype=np.int64)
+    next_observations = np.zeros((T, N, 2), dtype=np.float32)  # o_t+1 of each step, the last one where an episode ended
     logits, values = np.zeros((T, N, md.N_ACTIONS), dtype=np.float32), np.zeros((T, N), dtype=np.float32)
     env_rewards, dones = np.zeros((T, N), dtype=np.float32), np.zeros((T, N), dtype=bool)
     bootstrap = np.zeros((T, N), dtype=np.float32)  # gamma V(final obs) on truncation steps
@@ -191,7 +190,9 @@ def main(args):
             obs[step], actions[step], episode_optimal[step] = next_obs, (logits[step] + gumbel[step]).argmax(1), current_optimal
             next_obs, env_rewards[step], terminated, truncated, info = envs.step(actions[step])
             dones[step] = terminated | truncated
+            next_observations[step] = next_obs
             if truncated.any():  # a time limit is not a terminal state: bootstrap from the last observation
+                next_observations[step, truncated] = info["final_obs"][truncated]
                 bootstrap[step, truncated] = args.gamma * policy(info["final_obs"][truncated])[1]
             current_optimal = info["optimal_return"]
         log_probs = logits - logits.max(-1, keepdims=True)
@@ -199,11 +200,10 @@ def main(args):
         logprobs = np.take_along_axis(log_probs, actions[..., None], -1)[..., 0]
         global_step += args.batch_size
 
-        # relabel: the learned reward of every (o_t, a_t) of the rollout in one batched call
+        # relabel: the learned reward of every (o_t, a_t, o_t+1) of the rollout in one batched call
         learned = None
         if reward_net is not None:
-            learned = reward_net.reward(obs, actions)
-            learned = np.clip(learned, -1, 1) if args.reward_transform == "clip" else (learned - reward_mean) / reward_std
+            learned = rm.transform_rewards(reward_net.reward(obs, actions, next_observations), args.reward_transform, reward_table)
         rewards = env_rewards if learned is None else learned
 
         # log the episodes that ended: true return always, learned return under --rlhf

@@ -1,6 +1,7 @@
-"""The reward model r(o, a): network, preference loss, batched reward, scoring, save/load.
+"""The reward model r(o, a, o'): network, preference loss, batched reward, scoring, save/load.
 
-Shared by train_reward_model.py (which fits it) and ppo_rlhf.py (which uses it as the reward).
+Shared by train_reward_model.py (which fits it), ppo_rlhf.py (which uses it as the reward) and
+make_preferences_db.py (which asks where the ensemble disagrees).
 An ensemble of N members is one module whose layers hold N weight matrices each, so that
 every call, for one member or many, is one batched matrix product per layer.
 
@@ -22,8 +23,11 @@ import checkpoints
 import moving_dot as md
 
 FORMAT = "moving-dot-reward-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the reward's form and the activation in the config; a version-1 file reads as state-action, tanh
 ENCODINGS = ("normalized", "raw")
+FORMS = ("potential", "state-action")
+ACTIVATIONS = ("relu", "tanh")
+TRANSFORMS = ("normalize", "clip")  # how PPO uses the learned reward; the first is its default
 
 
 class RewardModelError(Exception):
@@ -45,23 +49,31 @@ class EnsembleLinear(nn.Module):
 
 
 class RewardModel(nn.Module):
-    """The write-up's MLP (2 hidden layers of 64, Tanh, orthogonal init, zero biases), one per
-    ensemble member.
+    """An MLP (2 hidden layers, orthogonal init, zero biases), one per ensemble member, in one
+    of two forms:
 
-    encoding 'normalized': the position scaled to [-1, 1] and a one-hot action (7 inputs);
-    'raw': the write-up's raw pixel coordinates and the action index as one float (3 inputs).
+    form 'potential': r(o, a, o') = phi(o') - phi(o), the network is phi(o). A segment's return
+    telescopes to phi(o_k) - phi(o_0), so no loop of states earns anything and the learned
+    reward's optimal policy climbs phi (README, "Judging a learned reward");
+    form 'state-action': the write-up's r(o, a), the network sees the action too.
+
+    encoding 'normalized': the position scaled to [-1, 1] (and a one-hot action); 'raw': the
+    write-up's raw pixel coordinates (and the action index as one float).
     """
 
-    def __init__(self, encoding="normalized", ensemble_size=1, hidden_size=64):
+    def __init__(self, encoding="normalized", ensemble_size=1, hidden_size=64, form="potential", activation="relu"):
         super().__init__()
-        if encoding not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {ENCODINGS}, not {encoding!r}")
-        self.config = {"encoding": encoding, "ensemble_size": int(ensemble_size), "hidden_size": int(hidden_size)}
-        self.encoding, self.ensemble_size = encoding, ensemble_size
-        in_features = 2 + md.N_ACTIONS if encoding == "normalized" else 3
+        for name, value, choices in (("encoding", encoding, ENCODINGS), ("form", form, FORMS), ("activation", activation, ACTIVATIONS)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {choices}, not {value!r}")
+        self.config = {"encoding": encoding, "ensemble_size": int(ensemble_size), "hidden_size": int(hidden_size),
+                       "form": form, "activation": activation}
+        self.encoding, self.ensemble_size, self.form = encoding, int(ensemble_size), form
+        in_features = 2 + (0 if form == "potential" else md.N_ACTIONS if encoding == "normalized" else 1)
+        act = nn.ReLU if activation == "relu" else nn.Tanh
         self.net = nn.Sequential(
-            EnsembleLinear(ensemble_size, in_features, hidden_size, math.sqrt(2)), nn.Tanh(),
-            EnsembleLinear(ensemble_size, hidden_size, hidden_size, math.sqrt(2)), nn.Tanh(),
+            EnsembleLinear(ensemble_size, in_features, hidden_size, math.sqrt(2)), act(),
+            EnsembleLinear(ensemble_size, hidden_size, hidden_size, math.sqrt(2)), act(),
             EnsembleLinear(ensemble_size, hidden_size, 1, 1.0),
         )
         self.register_buffer("obs_low", torch.as_tensor(md.OBS_LOW), persistent=False)
@@ -72,37 +84,66 @@ class RewardModel(nn.Module):
     def device(self):
         return self.obs_low.device
 
-    def features(self, obs, actions):
-        """Network inputs (..., in_features) for positions (..., 2) and actions (...)."""
+    def features(self, obs, actions=None):
+        """Network inputs (..., in_features) for positions (..., 2) and, in the state-action
+        form, actions (...)."""
         obs = torch.as_tensor(obs, device=self.device).float()
+        position = obs if self.encoding == "raw" else 2 * (obs - self.obs_low) / (self.obs_high - self.obs_low) - 1
+        if self.form == "potential":
+            return position
         actions = torch.as_tensor(actions, device=self.device).long()
-        if self.encoding == "raw":
-            return torch.cat([obs, actions.unsqueeze(-1).float()], -1)
-        position = 2 * (obs - self.obs_low) / (self.obs_high - self.obs_low) - 1
-        return torch.cat([position, F.one_hot(actions, md.N_ACTIONS).float()], -1)
+        action = actions.unsqueeze(-1).float() if self.encoding == "raw" else F.one_hot(actions, md.N_ACTIONS).float()
+        return torch.cat([position, action], -1)
 
-    def member_rewards(self, features, per_member=False):
-        """Rewards (E, ...) of every member. features (..., in), shared by the members, or
-        (E, ..., in) with ``per_member=True``, one input batch per member (bootstrapping)."""
+    def segment_inputs(self, obs, actions):
+        """What the network sees of segments with observations (..., k + 1, 2) and actions
+        (..., k): the first and last observation (..., 2, in) in the potential form, every
+        (o_t, a_t) (..., k, in) in the state-action form."""
+        obs = torch.as_tensor(obs)
+        if self.form == "potential":
+            return self.features(obs[..., [0, -1], :])
+        return self.features(obs[..., :-1, :], actions)
+
+    def member_outputs(self, features, per_member=False):
+        """Network outputs (E, ...) of every member. features (..., in), shared by the members,
+        or (E, ..., in) with ``per_member=True``, one input batch per member (bootstrapping)."""
         if not per_member:
             features = features.unsqueeze(0).expand(self.ensemble_size, *features.shape)
         batch_shape = features.shape[1:-1]
         out = self.net(features.reshape(self.ensemble_size, -1, features.shape[-1]))
         return out.reshape(self.ensemble_size, *batch_shape)
 
-    def forward(self, obs, actions):
+    def member_rewards(self, obs, actions, next_obs):
+        """Per-step rewards (E, ...) of every member for arrays of o (..., 2), a (...) and o' (..., 2)."""
+        if self.form == "potential":
+            return self.member_outputs(self.features(next_obs)) - self.member_outputs(self.features(obs))
+        return self.member_outputs(self.features(obs, actions))
+
+    def forward(self, obs, actions, next_obs):
         """Mean reward over the members, shape of ``actions``."""
-        return self.member_rewards(self.features(obs, actions)).mean(0)
+        return self.member_rewards(obs, actions, next_obs).mean(0)
 
     @torch.no_grad()
-    def reward(self, obs, actions) -> np.ndarray:
-        """The learned reward for arrays of positions (..., 2) and actions (...): one batched call."""
-        return self.forward(obs, actions).cpu().numpy()
+    def reward(self, obs, actions, next_obs) -> np.ndarray:
+        """The learned reward r(o, a, o') for arrays of positions o (..., 2), actions (...) and
+        next positions o' (..., 2): one batched call."""
+        return self.forward(obs, actions, next_obs).cpu().numpy()
 
 
-def segment_returns(model: RewardModel, features, per_member=False):
-    """R(sigma) = sum_t r(o_t, a_t) for segment features (..., k, in): shape (E, ...)."""
-    return model.member_rewards(features, per_member).sum(-1)
+def transform_rewards(rewards, transform, table):
+    """The learned reward as PPO uses it. 'normalize' (C17): zero mean and unit spread over every
+    (o, a) of the grid (``table``, from reward_table), an affine map that keeps every policy's
+    ranking (episodes have a fixed length); 'clip' (the write-up): to [-1, 1], which ties actions."""
+    if transform == "clip":
+        return np.clip(rewards, -1, 1)
+    return (rewards - float(table.mean())) / (float(table.std()) + 1e-8)
+
+
+def segment_returns(model: RewardModel, inputs, per_member=False):
+    """R(sigma) = sum_t r(o_t, a_t, o_t+1) for segment inputs (..., L, in) of segment_inputs:
+    shape (E, ...). In the potential form the sum telescopes to phi(o_k) - phi(o_0)."""
+    out = model.member_outputs(inputs, per_member)
+    return out[..., 1] - out[..., 0] if model.form == "potential" else out.sum(-1)
 
 
 def preference_loss(returns1, returns2, mu1, mu2, label_noise=0.0):
@@ -131,19 +172,23 @@ def preference_accuracy(returns1, returns2, mu1, mu2) -> float:
 @torch.no_grad()
 def comparison_accuracy(model: RewardModel, comparisons) -> float:
     """preference_accuracy of the model's segment returns on a db.Comparisons (any k)."""
-    k = comparisons.actions1.shape[1]
-    returns1 = model.reward(comparisons.obs1[:, :k], comparisons.actions1).sum(-1)
-    returns2 = model.reward(comparisons.obs2[:, :k], comparisons.actions2).sum(-1)
+    returns1, returns2 = (segment_returns(model, model.segment_inputs(obs, actions)).mean(0).cpu().numpy()
+                          for obs, actions in ((comparisons.obs1, comparisons.actions1), (comparisons.obs2, comparisons.actions2)))
     return preference_accuracy(returns1, returns2, comparisons.mu1, comparisons.mu2)
 
 
 # --- scoring against the true reward over every (position, action) of the grid ---
 
+@torch.no_grad()
 def reward_table(model: RewardModel) -> np.ndarray:
-    """The learned reward for every state and action, (N_STATES, N_ACTIONS), in one call."""
+    """The learned reward for every state and action, (N_STATES, N_ACTIONS), in one call
+    (the potential form evaluates phi once per position)."""
+    if model.form == "potential":
+        phi = model.member_outputs(model.features(md.OBS_TABLE)).mean(0).cpu().numpy()
+        return phi[md.NEXT_STATE] - phi[:, None]
     positions = np.repeat(md.OBS_TABLE[:, None, :], md.N_ACTIONS, axis=1)
     actions = np.tile(np.arange(md.N_ACTIONS), (md.N_STATES, 1))
-    return model.reward(positions, actions)
+    return model.reward(positions, actions, md.OBS_TABLE[md.NEXT_STATE])
 
 
 def action_order_agreement(table: np.ndarray, true_table: np.ndarray = md.TRUE_REWARD) -> float:
@@ -159,6 +204,31 @@ def action_order_agreement(table: np.ndarray, true_table: np.ndarray = md.TRUE_R
 def reward_correlation(table: np.ndarray, true_table: np.ndarray = md.TRUE_REWARD) -> float:
     """Pearson correlation of the learned and the true reward over every (position, action)."""
     return float(np.corrcoef(table.ravel(), true_table.ravel())[0, 1])
+
+
+def epic_distance(model: RewardModel, gamma: float = 0.99) -> float:
+    """EPIC pseudometric (Gleave et al. 2020) between the learned and the true reward, exact over
+    the grid: both rewards canonicalized with S, S' uniform over positions and A uniform over
+    actions, C(R)(s, a, s') = R(s, a, s') + gamma E[R(s', A, S')] - E[R(s, A, S')] - gamma E[R(S, A, S')],
+    then the Pearson distance sqrt((1 - rho) / 2) over the env's transitions (s uniform, a uniform).
+    0: the same reward up to shaping and scale; 1: the opposite one. The true reward is written as
+    R(s, a, s') = M(s) - M(s'), M the Manhattan distance to the centre, which is the env's
+    sign(d(s) - d(s')) on every transition it can make (a move changes |dx| or |dy| by one)."""
+    # E[R(x, A, S')] for every position x, for the learned reward ...
+    if model.form == "potential":  # phi(S') - phi(x), in expectation over S'
+        with torch.no_grad():
+            phi = model.member_outputs(model.features(md.OBS_TABLE)).mean(0).cpu().numpy().astype(np.float64)
+        learned, learned_mean = phi[md.NEXT_STATE] - phi[:, None], phi.mean() - phi
+    else:  # r(x, a) does not depend on s'
+        learned = reward_table(model).astype(np.float64)
+        learned_mean = learned.mean(1)
+    # ... and for the true one
+    manhattan = md.MANHATTAN.astype(np.float64)
+    true, true_mean = manhattan[:, None] - manhattan[md.NEXT_STATE], manhattan - manhattan.mean()
+    canonical = [table + gamma * mean[md.NEXT_STATE] - mean[:, None] - gamma * mean.mean()
+                 for table, mean in ((learned, learned_mean), (true, true_mean))]
+    rho = np.corrcoef(canonical[0].ravel(), canonical[1].ravel())[0, 1]
+    return float(np.sqrt(max(0.0, (1 - rho) / 2)))
 
 
 # --- the model file ---
@@ -187,12 +257,15 @@ def load(path: str, device="cpu") -> RewardModel:
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise RewardModelError(f"{path} is not a reward model file (found {found!r}); pass a file written by train_reward_model.py")
-    if checkpoint.get("format_version") != FORMAT_VERSION:
-        raise RewardModelError(f"{path} has format version {checkpoint.get('format_version')}, this code reads {FORMAT_VERSION}; {retrain}")
+    if checkpoint.get("format_version") not in (1, FORMAT_VERSION):
+        raise RewardModelError(f"{path} has format version {checkpoint.get('format_version')}, this code reads 1 and {FORMAT_VERSION}; {retrain}")
     if checkpoint.get("env") != md.ENV_PARAMS:
         raise RewardModelError(f"{path} was trained for other env parameters ({checkpoint.get('env')}); {retrain}")
     try:
-        model = RewardModel(**checkpoint["config"])
+        config = dict(checkpoint["config"])
+        if checkpoint["format_version"] == 1:  # before the potential form: the write-up's r(o, a), tanh
+            config.update(form="state-action", activation="tanh")
+        model = RewardModel(**config)
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         reason = str(e).strip().splitlines()[0]

@@ -45,12 +45,16 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=cli.positive_int, default=128, help="comparisons per gradient step (write-up: 128)")
     p.add_argument("--max-steps", type=cli.positive_int, default=100000, help="gradient step budget (write-up: 100000, all used)")
     p.add_argument("--eval-every", type=cli.positive_int, default=250, help="gradient steps between held-out evaluations")
-    p.add_argument("--patience", type=cli.positive_int, default=8, help="stop after this many evaluations without a better held-out loss")
+    p.add_argument("--patience", type=cli.positive_int, default=4, help="stop after this many evaluations without a better held-out loss")
     p.add_argument("--min-delta", type=cli.nonnegative_float, default=1e-3, help="held-out loss improvement that counts as better")
+    p.add_argument("--reward-form", choices=rm.FORMS, default="potential",
+                   help="r(o, a, o') = phi(o') - phi(o), which no loop can exploit, or the write-up's r(o, a) (state-action)")
+    p.add_argument("--activation", choices=rm.ACTIVATIONS, default="relu", help="hidden-layer nonlinearity (write-up: tanh)")
     p.add_argument("--encoding", choices=rm.ENCODINGS, default="normalized",
-                   help="network input: normalized position + one-hot action, or the write-up's raw (x, y, action)")
+                   help="network input: the normalized position (+ one-hot action), or the write-up's raw (x, y, action)")
     p.add_argument("--hidden-size", type=cli.positive_int, default=64, help="units per hidden layer (write-up: 64)")
-    p.add_argument("--ensemble-size", type=cli.positive_int, default=1, help="members, each on its own bootstrap batches (C17: 3)")
+    p.add_argument("--ensemble-size", type=cli.positive_int, default=3,
+                   help="members, each on its own bootstrap batches; the reward is their mean (C17: 3; write-up: 1)")
     p.add_argument("--label-noise", type=cli.fraction_below_one, default=0.0, help="assumed share of random answers (C17: 0.1)")
     p.add_argument("--weight-decay", type=cli.nonnegative_float, default=0.0, help="L2 penalty (C17 used L2 regularization)")
     p.add_argument("--ema-decay", type=cli.fraction_below_one, default=0.999,
@@ -64,16 +68,16 @@ def parse_args(argv=None):
 
 
 def encode(model, comparisons, device):
-    """Network inputs of both segments of every comparison: (n, k, in) each."""
-    k = comparisons.actions1.shape[1]
-    return (model.features(comparisons.obs1[:, :k], comparisons.actions1).to(device),
-            model.features(comparisons.obs2[:, :k], comparisons.actions2).to(device))
+    """Network inputs of both segments of every comparison, (n, 2, L, in): L = 2 (first and
+    last observation) in the potential form, k (every step) in the state-action form."""
+    return torch.stack([model.segment_inputs(comparisons.obs1, comparisons.actions1),
+                        model.segment_inputs(comparisons.obs2, comparisons.actions2)], 1).to(device)
 
 
 @torch.no_grad()
-def evaluate(model, features1, features2, mu1, mu2, label_noise):
-    """Held-out loss, accuracy and R1 - R2 of the mean reward."""
-    returns1, returns2 = rm.segment_returns(model, features1).mean(0), rm.segment_returns(model, features2).mean(0)
+def evaluate(model, inputs, mu1, mu2, label_noise):
+    """Loss, accuracy and R1 - R2 of the mean reward on encoded comparisons."""
+    returns1, returns2 = rm.segment_returns(model, inputs).mean(0).unbind(-1)
     loss = rm.preference_loss(returns1, returns2, mu1, mu2, label_noise).mean().item()
     diff = (returns1 - returns2).cpu().numpy()
     return loss, rm.preference_accuracy(diff, 0.0, mu1.cpu().numpy(), mu2.cpu().numpy()), diff
@@ -110,7 +114,7 @@ def plot(path, table, policy, history, diff, classes, summary):
         ax.plot(*md.POSITIONS[shown[stay]].T, ".", color=colour, markersize=3)
     ax.plot(*md.CENTRE, "k+", markersize=10)
     ax.set(xlim=extent[:2], ylim=extent[2:], aspect="equal",
-           title=f"optimal policy of the clipped learned reward: {summary['optimal_policy_normalized_return']:.3f} of the "
+           title=f"optimal policy of the {summary['reward_transform']}d learned reward: {summary['optimal_policy_normalized_return']:.3f} of the "
                  f"optimum\n(worst tied optimal policy: {summary['optimal_policy_worst_normalized_return']:.3f}); "
                  "green: a best move under the true reward")
     ax = fig.add_subplot(grid[1, 0])
@@ -152,11 +156,11 @@ def main(args):
         raise db.PreferencesDBError(f"{args.db} has no labeled training comparisons (label source {args.label_source}); label some or generate them with make_preferences_db.py")
     if args.init:  # continue from an earlier model: the same network, trained further on all labels so far
         model = rm.load(args.init, device).train()
-        args.encoding, args.ensemble_size, args.hidden_size = (model.config[key] for key in ("encoding", "ensemble_size", "hidden_size"))
+        for key in ("encoding", "ensemble_size", "hidden_size", "form", "activation"):
+            setattr(args, "reward_form" if key == "form" else key, model.config[key])
     else:
-        model = rm.RewardModel(args.encoding, args.ensemble_size, args.hidden_size).to(device)
-    train_f1, train_f2 = encode(model, train, device)
-    val_f1, val_f2 = encode(model, val, device)
+        model = rm.RewardModel(args.encoding, args.ensemble_size, args.hidden_size, args.reward_form, args.activation).to(device)
+    train_inputs, val_inputs = encode(model, train, device), encode(model, val, device)
     train_mu1, train_mu2 = torch.as_tensor(train.mu1, device=device), torch.as_tensor(train.mu2, device=device)
     val_mu1, val_mu2 = torch.as_tensor(val.mu1, device=device), torch.as_tensor(val.mu2, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, eps=args.adam_eps, weight_decay=args.weight_decay,
@@ -176,7 +180,7 @@ def main(args):
     for step in bar:
         # each member draws its own batch: C17's bootstrap, and plain sampling when there is one member
         idx = torch.as_tensor(rng.integers(len(train), size=(args.ensemble_size, args.batch_size)), device=device)
-        returns1, returns2 = rm.segment_returns(model, torch.stack([train_f1[idx], train_f2[idx]], 1), per_member=True).unbind(1)
+        returns1, returns2 = rm.segment_returns(model, train_inputs[idx], per_member=True).unbind(-1)
         loss = rm.preference_loss(returns1, returns2, train_mu1[idx], train_mu2[idx], args.label_noise).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -193,7 +197,7 @@ def main(args):
         train_loss = float(np.mean(running))
         running.clear()
         if len(val):
-            val_loss, val_accuracy, diff = evaluate(averaged, val_f1, val_f2, val_mu1, val_mu2, args.label_noise)
+            val_loss, val_accuracy, diff = evaluate(averaged, val_inputs, val_mu1, val_mu2, args.label_noise)
             writer.add_scalar("val/loss", val_loss, step)
             writer.add_scalar("val/accuracy", val_accuracy, step)
             for name, mask in label_classes(val.mu1, val.mu2).items():
@@ -217,33 +221,27 @@ def main(args):
     model.eval()
 
     # score: held-out preferences, and the learned reward against the true one on the whole grid
-    val_loss, val_accuracy, diff = (evaluate(model, val_f1, val_f2, val_mu1, val_mu2, args.label_noise)
+    val_loss, val_accuracy, diff = (evaluate(model, val_inputs, val_mu1, val_mu2, args.label_noise)
                                     if len(val) else (float("nan"), float("nan"), np.zeros(0)))
-    train_accuracy = evaluate(model, train_f1, train_f2, train_mu1, train_mu2, args.label_noise)[1]  # vs held-out: the gap
+    train_accuracy = evaluate(model, train_inputs, train_mu1, train_mu2, args.label_noise)[1]  # vs held-out: the gap
     table = rm.reward_table(model)
     train_seconds = time.perf_counter() - start
-    # the exact optimal policy of the learned reward, clipped to [-1, 1] as PPO uses it by default (value_iteration.py)
-    clipped = np.clip(table, -1, 1)
-    policy, values = vi.value_iteration(clipped)  # once: the argmax policy and the range of tied ones share it
-    optimal_return = md.normalized_return(vi.true_returns(policy), md.MANHATTAN)
-    worst_return, _ = vi.optimal_policy_range(clipped, values=values)  # clipping ties actions: the worst optimal policy
-    unclipped_return, _ = vi.optimal_policy_score(table)  # = PPO's --reward-transform normalize (an affine map)
+    # the exact optimal policy of the learned reward as PPO uses it by default (value_iteration.py)
+    scores, policy = vi.reward_scores(rm.transform_rewards(table, rm.TRANSFORMS[0], table))
     summary = {
         "db": args.db, "label_source": args.label_source, "n_train": len(train), "n_validation": len(val),
         "segment_length": int(train.actions1.shape[1]), "steps": step, "best_step": best["step"],
         "stopped_early": bool(step < args.max_steps), "val_loss": val_loss, "val_accuracy": val_accuracy,
         "train_accuracy": train_accuracy,
         "action_order_agreement": rm.action_order_agreement(table), "reward_correlation": rm.reward_correlation(table),
-        "optimal_policy_normalized_return": optimal_return, "optimal_policy_worst_normalized_return": worst_return,
-        "optimal_policy_normalized_return_unclipped": unclipped_return,
+        "epic_distance": rm.epic_distance(model), "reward_transform": rm.TRANSFORMS[0],
+        "optimal_policy_normalized_return": scores["argmax"], "optimal_policy_worst_normalized_return": scores["worst"],
         "train_seconds": train_seconds, "score_seconds": time.perf_counter() - start - train_seconds,
         "args": {k: v for k, v in vars(args).items()},
     }
-    writer.add_scalar("reward/action_order_agreement", summary["action_order_agreement"], step)
-    writer.add_scalar("reward/correlation", summary["reward_correlation"], step)
-    writer.add_scalar("reward/optimal_policy_normalized_return", optimal_return, step)
-    writer.add_scalar("reward/optimal_policy_worst_normalized_return", worst_return, step)
-    writer.add_scalar("reward/optimal_policy_normalized_return_unclipped", unclipped_return, step)
+    for key in ("action_order_agreement", "reward_correlation", "epic_distance", "optimal_policy_normalized_return",
+                "optimal_policy_worst_normalized_return"):
+        writer.add_scalar(f"reward/{key}", summary[key], step)
     writer.close()
 
     # save
@@ -254,9 +252,9 @@ def main(args):
           f" in {summary['train_seconds']:.1f} s")
     print(f"held-out loss {val_loss:.4f}, held-out accuracy {val_accuracy:.4f} (training pairs: {train_accuracy:.4f}), "
           f"action-order agreement {summary['action_order_agreement']:.4f}, reward correlation {summary['reward_correlation']:.4f}")
-    print(f"optimal policy of the learned reward, clipped to [-1, 1] as PPO's default: normalized true return {optimal_return:.4f} "
-          f"(argmax), {worst_return:.4f} (worst of the tied optimal policies); unclipped: {unclipped_return:.4f}; "
-          f"scoring took {summary['score_seconds']:.1f} s")
+    print(f"optimal policy of the learned reward, {rm.TRANSFORMS[0]}d as PPO's default: normalized true return "
+          f"{scores['argmax']:.4f} (argmax), {scores['worst']:.4f} (worst of the tied optimal policies); EPIC distance to the"
+          f" true reward {summary['epic_distance']:.4f}; scoring took {summary['score_seconds']:.1f} s")
     print(f"wrote {args.out}, {args.plot} and {os.path.join(args.run_dir, run_name)}")
     return summary
 

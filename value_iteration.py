@@ -92,3 +92,12 @@ def optimal_policy_range(reward, gamma=0.99, ties=1e-3, steps=md.MAX_EPISODE_STE
         worst = (reward_for_worst + worst[_NEXT_T]).min(0)
         best = (reward_for_best + best[_NEXT_T]).max(0)
     return md.normalized_return(worst, md.MANHATTAN), md.normalized_return(best, md.MANHATTAN)
+
+
+def reward_scores(reward, gamma=0.99):
+    """The exact figures of a reward (N_STATES, N_ACTIONS) as PPO would optimize it: the
+    normalized true return of its argmax optimal policy and of the worst and best of its tied
+    optimal policies, with the argmax policy (for plots). Value iteration runs once."""
+    policy, values = value_iteration(reward, gamma)
+    worst, best = optimal_policy_range(reward, gamma, values=values)
+    return {"argmax": md.normalized_return(true_returns(policy), md.MANHATTAN), "worst": worst, "best": best}, policy
