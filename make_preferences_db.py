@@ -147,9 +147,8 @@ def disagreement(model, states, actions):
     import torch  # as above
 
     import reward_model as rm
-    k = actions.shape[1]
     with torch.no_grad():
-        returns = rm.segment_returns(model, model.features(md.OBS_TABLE[states[:, :k]], actions)).cpu().double().numpy()  # (E, S)
+        returns = rm.segment_returns(model, model.segment_inputs(md.OBS_TABLE[states], actions)).cpu().double().numpy()  # (E, S)
 
     def pair_variance(pairs):
         p1 = 0.5 * (1 + np.tanh((returns[:, pairs[:, 0]] - returns[:, pairs[:, 1]]) / 2))  # sigmoid that cannot overflow

@@ -25,13 +25,11 @@ import cli
 import moving_dot as md
 import reward_model as rm
 
-# Measured on 2 CPU cores (README, "Time to a good agent"): the least wall time to a greedy
-# normalized return >= 0.97 with --rlhf on the default reward model, on every seed tried. Longer
-# training on that reward *lowers* the greedy return (0.92 at 200k steps): the agent learns to
-# exploit the learned reward near the centre (README, "Judging a learned reward").
+# "fast": the least wall time to an agent whose greedy and sampled policies both reach the centre
+# on every seed of benchmarks/robustness.py --quick; the figures are in the README, "Time to a good agent".
 PRESETS = {
     "cleanrl": {},
-    "fast": {"num_envs": 16, "num_steps": 64, "total_timesteps": 100_000, "learning_rate": 1e-3,
+    "fast": {"num_envs": 16, "num_steps": 64, "total_timesteps": 150_000, "learning_rate": 1e-3,
              "num_minibatches": 2, "update_epochs": 2},
 }
 

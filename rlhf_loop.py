@@ -39,7 +39,6 @@ import sys
 import time
 
 import numpy as np
-import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -75,7 +74,7 @@ def parse_args(argv=None):
     p.add_argument("--total-timesteps", type=cli.positive_int, default=None,
                    help="PPO env steps in all, split evenly over the rounds (default: 100,000 a round, the fast preset's)")
     p.add_argument("--preset", choices=tuple(ppo_rlhf.PRESETS), default="fast", help="ppo_rlhf.py's preset")
-    p.add_argument("--reward-transform", choices=("clip", "normalize"), default="normalize",
+    p.add_argument("--reward-transform", choices=rm.TRANSFORMS, default=rm.TRANSFORMS[0],
                    help="ppo_rlhf.py's --reward-transform (C17: normalize; clipping a learned reward ties actions)")
     p.add_argument("--eval-episodes", type=cli.positive_int, default=100, help="fixed-start episodes of each round's agent evaluation")
     p.add_argument("--eval-comparisons", type=cli.positive_int, default=1000, help="comparisons in evaluation.db (not counted in the budget)")
@@ -138,16 +137,6 @@ def wait_for_labels(path, batch, n, args):
             bar.close()
             return time.time() - start
         time.sleep(args.poll_seconds)
-
-
-@torch.no_grad()
-def held_out_accuracy(model_path, comparisons):
-    """Share of the evaluation DB's strict preferences that the mean reward orders the same way."""
-    model = rm.load(model_path)
-    k = comparisons.actions1.shape[1]
-    returns1, returns2 = (rm.segment_returns(model, model.features(obs[:, :k], actions)).mean(0).numpy()
-                          for obs, actions in ((comparisons.obs1, comparisons.actions1), (comparisons.obs2, comparisons.actions2)))
-    return rm.preference_accuracy(returns1, returns2, comparisons.mu1, comparisons.mu2)
 
 
 def plot(path, records, args):
@@ -230,7 +219,7 @@ def main(args):
                 "--ensemble-size", args.ensemble, "--max-steps", args.reward_steps, "--eval-every", args.reward_steps,
                 "--batch-size", args.reward_batch_size, "--learning-rate", args.reward_learning_rate, "--no-progress", *overwrite,
                 *(["--init", previous_model] if previous_model else [])]], log)
-            accuracy = held_out_accuracy(model_path, evaluation)
+            accuracy = rm.comparison_accuracy(rm.load(model_path), evaluation)
 
             # agent: further on the new reward model, from the previous round's agent
             previous_agent, agent_path = agent_path, os.path.join(round_dir, "agent.pt")
@@ -240,15 +229,14 @@ def main(args):
                 "--total-timesteps", args.ppo_steps, "--eval-episodes", args.eval_episodes, "--no-progress", *overwrite,
                 *(["--resume", previous_agent] if previous_agent else [])]], log)
 
-        # log the round; the trainer scores the learned reward's optimal policy clipped (PPO's clip) and
-        # unclipped (= PPO's normalize, an affine map of it): the one PPO used
-        optimal_key = "optimal_policy_normalized_return" + ("_unclipped" if args.reward_transform == "normalize" else "")
+        # log the round; the trainer scores the learned reward's optimal policy as PPO's default transform uses it
+        optimal_key = "optimal_policy_normalized_return" if args.reward_transform == rm.TRANSFORMS[0] else None
         record = {
             "round": round_, "queries": n, "labels": labels, "select": select,
             "labeled": reward_summary["n_train"] + reward_summary["n_validation"],
             "held_out_accuracy": accuracy, "action_order_agreement": reward_summary["action_order_agreement"],
             "reward_correlation": reward_summary["reward_correlation"],
-            "optimal_policy_normalized_return": reward_summary.get(optimal_key),
+            "optimal_policy_normalized_return": reward_summary[optimal_key] if optimal_key else None,
             "global_step": ppo_summary["global_step"],
             "greedy_normalized_return": ppo_summary["greedy"]["normalized_return"],
             "sampled_normalized_return": ppo_summary["sampled"]["normalized_return"],

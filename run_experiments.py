@@ -1,6 +1,7 @@
 """Run a grid of PPO runs (seeds x conditions), several at once, locally or on a Ray cluster, and compare them.
 
     python run_experiments.py --seeds 1 2 3 4 5 --reward-model reward_model.pt --experiment-dir runs/env_vs_rlhf
+    python run_experiments.py --seeds 1 2 3 --reward-model "models/reward_model_{seed}.pt"   # each seed its own reward model
     python run_experiments.py --seeds 1 2 --conditions env rlhf "rlhf-normalize=--rlhf --reward-transform normalize" --preset fast
     python run_experiments.py --seeds 1 2 3 4 5 --ray-address auto --experiment-dir runs/env_vs_rlhf   # on a Ray cluster
 
@@ -13,7 +14,8 @@ others go on.
 
 Conditions: `env` (the env reward), `rlhf` (`--rlhf` with --reward-model) or `NAME=FLAGS`, ppo_rlhf.py
 flags of your own (`--reward-model PATH` among them picks another reward model for that condition).
-The reward model files are read here and shipped to the runs.
+The reward model files are read here and shipped to the runs; `{seed}` in a reward model path stands
+for the run's seed, so that every seed is a whole pipeline of its own (generator, trainer, PPO).
 
 Reads the reward model file(s). Writes under --experiment-dir: experiment.json (the calls), one folder
 per run, `<condition>__seed<S>/` (TensorBoard event file, agent.pt, log.txt, result.json: the marker of
@@ -63,7 +65,8 @@ def parse_args(argv=None):
         epilog="Every other flag goes to each ppo_rlhf.py run, e.g. --total-timesteps 200000 --preset fast; "
                "a condition's own flags win over them.", allow_abbrev=False)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="one run per seed and condition (write-up: 5 seeds)")
-    p.add_argument("--reward-model", default="reward_model.pt", help="the reward model of the rlhf conditions")
+    p.add_argument("--reward-model", default="reward_model.pt",
+                   help="the reward model of the rlhf conditions; {seed} in the path: one model per seed (the whole pipeline per seed)")
     p.add_argument("--experiment-dir", default=os.path.join("runs", "experiment"), help="folder of the runs and the comparison")
     p.add_argument("--plot", default=None, help="comparison figure (default: <experiment dir>/returns.png)")
     p.add_argument("--table", default=None, help="results table in Markdown, the CSV next to it (default: <experiment dir>/results.md)")
@@ -119,14 +122,21 @@ def parse_args(argv=None):
             flags.pop(i)
         args.condition_flags[name] = flags
         if "--rlhf" in flags:
-            if not os.path.isfile(reward_model):
-                p.error(f"reward model {reward_model} (condition {name}) not found; train one with "
-                        f"`python train_reward_model.py --out {reward_model}` or pass --reward-model")
+            for seed in args.seeds:
+                path = seed_path(reward_model, seed)
+                if not os.path.isfile(path):
+                    p.error(f"reward model {path} (condition {name}) not found; train one with "
+                            f"`python train_reward_model.py --seed {seed} --out {path}` or pass --reward-model")
             args.reward_models[name] = reward_model
     args.plot = args.plot or os.path.join(args.experiment_dir, "returns.png")
     args.table = args.table or os.path.join(args.experiment_dir, "results.md")
     args.csv = os.path.splitext(args.table)[0] + ".csv"
     return args
+
+
+def seed_path(path, seed):
+    """A reward model path for one seed: {seed} in it stands for the seed."""
+    return path.replace("{seed}", str(seed))
 
 
 class ExperimentError(Exception):
@@ -301,7 +311,7 @@ def keep_run(run, outcome):
 def run_tasks(args, todo, repo):
     """Submit one Ray task per run and keep each run as it comes back, whatever the others do."""
     model_refs = {}
-    for path in set(args.reward_models.values()):
+    for path in {run["reward_model"] for run in todo if run["reward_model"]}:
         with open(path, "rb") as f:
             model_refs[path] = ray.put(f.read())  # once into the object store, shared by the runs
     task = ppo_run.options(num_cpus=args.cpus_per_run, num_gpus=args.gpus_per_run, max_retries=args.max_retries)
@@ -370,11 +380,11 @@ def main(args):
                                   f"remove it yourself or choose another --experiment-dir")
 
     # the grid: a folder per run; under --resume a finished one is kept if it was run the same way
-    hashes = {path: sha256(path) for path in set(args.reward_models.values())}
+    hashes = {seed_path(path, seed): sha256(seed_path(path, seed)) for path in set(args.reward_models.values()) for seed in args.seeds}
     grid, todo = [], []
     for condition, flags in args.condition_flags.items():
-        reward_model = args.reward_models.get(condition)
         for seed in args.seeds:
+            reward_model = seed_path(args.reward_models[condition], seed) if condition in args.reward_models else None
             argv = ["--seed", str(seed), *args.ppo_flags, *flags, "--no-progress", "--exp-name", condition]
             if reward_model:
                 argv += ["--reward-model", os.path.basename(reward_model)]
