@@ -227,7 +227,10 @@ def epic_distance(model: RewardModel, gamma: float = 0.99) -> float:
     true, true_mean = manhattan[:, None] - manhattan[md.NEXT_STATE], manhattan - manhattan.mean()
     canonical = [table + gamma * mean[md.NEXT_STATE] - mean[:, None] - gamma * mean.mean()
                  for table, mean in ((learned, learned_mean), (true, true_mean))]
-    rho = np.corrcoef(canonical[0].ravel(), canonical[1].ravel())[0, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.corrcoef(canonical[0].ravel(), canonical[1].ravel())[0, 1]
+    if not np.isfinite(rho):  # a constant learned reward: the distance is undefined, not 0 (max(0, nan) is 0)
+        return float("nan")
     return float(np.sqrt(max(0.0, (1 - rho) / 2)))
 
 

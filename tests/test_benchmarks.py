@@ -39,7 +39,7 @@ def test_the_least_squares_reference_learns_the_order_of_the_true_reward(tiny):
     record, _ = tiny
     assert [c["steps"] for c in record["ceiling"]] == [500, 1000]
     first, last = record["ceiling"]
-    assert last["rmse"] < first["rmse"] < 0.3  # fitting the distance change, which spans [-1, 1]
+    assert last["rmse"] < first["rmse"]  # fitting minus the distance, which spans [-127, 0]
     assert last["fresh_accuracy"] > 0.93
 
 

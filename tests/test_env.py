@@ -107,7 +107,10 @@ def test_tables_match_a_brute_force_computation_over_all_states_and_actions():
     # every interior move changes the distance, so only noops and walls give 0
     assert np.all(md.TRUE_REWARD[:, 1:][in_field[:, 1:]] != 0)
     assert np.allclose(md.DISTANCE, d_before[:, 0])
+    assert np.array_equal(md.SQ_DISTANCE, ((positions - [105, 80]) ** 2).sum(1)) and md.SQ_DISTANCE.dtype.kind == "i"  # exact
     assert np.array_equal(md.MANHATTAN, np.abs(positions - [105, 80]).sum(1))
+    # the true reward is the Manhattan potential difference on every transition (reward_model.epic_distance relies on it)
+    assert np.array_equal(md.TRUE_REWARD, md.MANHATTAN[:, None] - md.MANHATTAN[md.NEXT_STATE])
 
 
 def test_env_step_agrees_with_the_tables_on_random_states():

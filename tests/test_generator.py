@@ -411,13 +411,13 @@ def always_right_agent(path):
 
 
 def right_counting_ensemble(path=None):
-    """Two members: r = +g and -g for 'right' (g = tanh(tanh(1))), 0 for every other action. For
+    """Two state-action members (tanh): r = +g and -g for 'right' (g = tanh(tanh(1))), 0 for every other action. For
     segments with n1 and n2 rights they give P(1 > 2) = sigmoid(+-g (n1 - n2)): they agree only
     where n1 = n2, and the variance of P over them is (sigmoid(g (n1 - n2)) - 0.5)^2."""
     import torch
 
     import reward_model as rm
-    model = rm.RewardModel("normalized", ensemble_size=2, hidden_size=2)
+    model = rm.RewardModel("normalized", ensemble_size=2, hidden_size=2, form="state-action", activation="tanh")
     with torch.no_grad():
         for layer in (model.net[0], model.net[2], model.net[4]):
             layer.weight.zero_()
@@ -427,6 +427,25 @@ def right_counting_ensemble(path=None):
         model.net[4].weight[0, 0, 0], model.net[4].weight[1, 0, 0] = 1.0, -1.0
     if path is not None:
         rm.save(model, str(path))
+    return model
+
+
+def x_climbing_ensemble():
+    """Two potential-form members (raw encoding, ReLU): phi = +g x and -g x, x in pixels, g as in
+    right_counting_ensemble. A segment's return is +-g (x_k - x_0), its net move to the right
+    whatever the path: the members disagree as right_counting_ensemble's do, on the net move."""
+    import torch
+
+    import reward_model as rm
+    model = rm.RewardModel("raw", ensemble_size=2, hidden_size=2, form="potential", activation="relu")
+    with torch.no_grad():
+        for layer in (model.net[0], model.net[2], model.net[4]):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        model.net[0].weight[:, 0, 0] = 1.0  # x
+        model.net[2].weight[:, 0, 0] = 1.0
+        g = float(np.tanh(np.tanh(1.0)))
+        model.net[4].weight[0, 0, 0], model.net[4].weight[1, 0, 0] = g, -g
     return model
 
 
@@ -463,6 +482,26 @@ def test_disagreement_is_the_variance_of_p1_over_the_members():
     variance = gen.disagreement(model, states, actions)(pairs)
     np.testing.assert_allclose(variance, right_variance(rights[pairs[:, 0]] - rights[pairs[:, 1]]), rtol=1e-6)
     assert variance[3] == 0 and variance.argmax() == 1
+
+
+def test_disagreement_of_a_potential_ensemble_reads_the_first_and_the_last_observation():
+    """The potential form's segment return is phi(o_k) - phi(o_0): the disagreement must read the
+    k + 1 observations of a segment (its last one included), not its k first ones."""
+    noop, right, left = (md.ACTION_NAMES.index(name) for name in ("noop", "right", "left"))
+    actions = np.array([[noop] * 5, [right] + [noop] * 4, [right] * 2 + [noop] * 3, [right] * 5,
+                        [right] * 3 + [left] * 2, [right, left, right, left, right]])
+    net = np.array([0, 1, 2, 5, 1, 1])  # net moves to the right
+    states = np.empty((6, 6), dtype=np.int64)
+    states[:, 0] = md.position_to_state(md.CENTRE)
+    for t in range(5):
+        states[:, t + 1] = md.NEXT_STATE[states[:, t], actions[:, t]]
+    np.testing.assert_array_equal(md.POSITIONS[states[:, -1], 0] - md.CENTRE[0], net)
+    pairs = np.array([[0, 1], [3, 0], [2, 4], [4, 5], [1, 4], [3, 5]])
+    variance = gen.disagreement(x_climbing_ensemble(), states, actions)(pairs)
+    np.testing.assert_allclose(variance, right_variance(net[pairs[:, 0]] - net[pairs[:, 1]]), rtol=1e-5)
+    assert variance[3] == variance[4] == 0 and variance.argmax() == 1  # the same net move: no disagreement
+    # the state-action ensemble that counts rights disagrees on pair 4 (1 right against 3)
+    assert gen.disagreement(right_counting_ensemble(), states, actions)(pairs)[4] > 0.01
 
 
 def test_select_pairs_keeps_the_highest_scoring_distinct_candidates():

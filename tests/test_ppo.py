@@ -1,6 +1,7 @@
 """The PPO stage (ppo_rlhf.py): a short run and what it writes, behaviour that follows the reward
-actually used (hand-built reward models towards and away from the centre), determinism, the
-truncation bootstrap in the advantages, the episode bookkeeping, bad flags and bad files."""
+actually used (hand-built reward models towards and away from the centre, in both forms),
+determinism, the truncation bootstrap in the advantages and the next observation the learned
+reward reads at a truncation, the episode bookkeeping, bad flags and bad files."""
 
 import glob
 import math
@@ -52,7 +53,7 @@ def scalar_tags(run_dir):
 
 
 def hand_built_reward_model(sign=1.0, scale=0.1, sharp=2000.0, gate=5000.0):
-    """A one-member reward model whose weights are written so that it computes
+    """A one-member state-action reward model (the write-up's r(o, a), tanh) whose weights are written so that it computes
     ``sign`` x (+-1 for a move towards / away from the centre, 0 for noop), i.e. the true reward
     (or its negation) everywhere except at the walls (where the true reward of a bump is 0).
 
@@ -60,7 +61,7 @@ def hand_built_reward_model(sign=1.0, scale=0.1, sharp=2000.0, gate=5000.0):
     and its mirror, both -1 unless the move is taken; their half-difference is the side of the
     threshold. Layer 2 sums them (small weights: tanh is almost linear), layer 3 undoes the scale.
     """
-    model = rm.RewardModel("normalized", ensemble_size=1, hidden_size=8)
+    model = rm.RewardModel("normalized", ensemble_size=1, hidden_size=8, form="state-action", activation="tanh")
     scaled = lambda v, c: 2 * (v - md.OBS_LOW[c]) / (md.OBS_HIGH[c] - md.OBS_LOW[c]) - 1
     cx, cy = md.CENTRE
     # (action, coordinate, threshold: the action helps on the low side (+1) or the high side (-1))
@@ -85,6 +86,33 @@ def hand_built_reward_model(sign=1.0, scale=0.1, sharp=2000.0, gate=5000.0):
     return model.eval()
 
 
+def manhattan_potential_model(scale=1.0):
+    """A one-member potential-form reward model (ReLU) with phi(o) = -scale x (Manhattan distance
+    of o to the centre), so r(o, a, o') = phi(o') - phi(o) = scale x the true reward on every
+    transition, walls included: layer 1 holds relu(+-(x - cx)), relu(+-(y - cy)) in pixels,
+    layer 2 passes them on, layer 3 sums them."""
+    model = rm.RewardModel("normalized", ensemble_size=1, hidden_size=4, form="potential", activation="relu")
+    a = (md.OBS_HIGH - md.OBS_LOW) / 2  # x - cx = a (x_n - c_n) for the normalized x_n
+    c = 2 * (md.CENTRE - md.OBS_LOW) / (md.OBS_HIGH - md.OBS_LOW) - 1
+    w1, b1 = torch.zeros(2, 4), torch.zeros(4)
+    for coordinate in range(2):
+        for j, s in enumerate((1.0, -1.0)):
+            w1[coordinate, 2 * coordinate + j] = s * float(a[coordinate])
+            b1[2 * coordinate + j] = -s * float(a[coordinate]) * float(c[coordinate])
+    with torch.no_grad():
+        model.net[0].weight.copy_(w1[None])
+        model.net[0].bias.copy_(b1[None, None])
+        model.net[2].weight.copy_(torch.eye(4)[None])
+        model.net[2].bias.zero_()
+        model.net[4].weight.fill_(-scale)
+        model.net[4].bias.zero_()
+    return model.eval()
+
+
+def manhattan_phi(obs, scale=1.0):
+    return -scale * np.abs(np.asarray(obs, dtype=np.float64) - md.CENTRE).sum(-1)
+
+
 @pytest.fixture(scope="module")
 def reward_models(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reward_models")
@@ -92,6 +120,10 @@ def reward_models(tmp_path_factory):
     for name, sign in (("towards", 1.0), ("away", -1.0)):
         paths[name] = str(tmp / f"{name}.pt")
         rm.save(hand_built_reward_model(sign), paths[name], {"hand_built": name})
+    # potential form: phi = -Manhattan / 2 (rewards +-0.5, so clipping leaves them as they are) and its negation
+    for name, scale in (("towards_potential", 0.5), ("away_potential", -0.5)):
+        paths[name] = str(tmp / f"{name}.pt")
+        rm.save(manhattan_potential_model(scale), paths[name], {"hand_built": name})
     return paths
 
 
@@ -197,12 +229,28 @@ def test_hand_built_reward_models_compute_the_true_reward_or_its_negation(sign, 
     np.testing.assert_array_equal(rm.reward_table(rm.load(path)), table)
 
 
-@pytest.mark.parametrize("name", ["towards", "away"])
+@pytest.mark.parametrize("scale", [0.5, -0.5])
+def test_hand_built_potential_models_compute_the_true_reward_or_its_negation_everywhere(scale, tmp_path):
+    model = manhattan_potential_model(scale)
+    table = rm.reward_table(model)
+    np.testing.assert_allclose(table, scale * md.TRUE_REWARD, atol=1e-4)  # walls included: a bump pays 0, as in the env
+    assert rm.action_order_agreement(table) == (1.0 if scale > 0 else 0.0)
+    obs = md.OBS_TABLE[::1013]
+    next_obs = md.OBS_TABLE[::1013][::-1].copy()  # any o', not only a neighbour: phi(o') - phi(o)
+    np.testing.assert_allclose(model.reward(obs, np.zeros(len(obs), dtype=np.int64), next_obs),
+                               manhattan_phi(next_obs, scale) - manhattan_phi(obs, scale), atol=1e-3)
+    path = str(tmp_path / "m.pt")
+    rm.save(model, path)
+    np.testing.assert_array_equal(rm.reward_table(rm.load(path)), table)
+
+
+@pytest.mark.parametrize("name", ["towards", "away", "towards_potential", "away_potential"])
 def test_rlhf_behaviour_follows_the_learned_reward(reward_models, tmp_path, name):
-    # measured over seeds 1-3 (40k steps, --preset fast): towards 78-81 greedy true return, away -43..-48
+    # measured over seeds 1-3 (40k steps, --preset fast, the default --reward-transform normalize), greedy true
+    # return: towards 79-82, away -34..-39, towards_potential 80-81, away_potential -31..-36 (sampled: -93 for both away)
     summary, run_dir, _ = run(tmp_path, "--preset", "fast", "--total-timesteps", 40000, "--eval-episodes", 10,
                               "--rlhf", "--reward-model", reward_models[name], "--seed", 1)
-    if name == "towards":
+    if name.startswith("towards"):
         assert summary["greedy"]["true_return"] > 50, summary
         assert summary["greedy"]["normalized_return"] > 0.6
     else:
@@ -215,40 +263,41 @@ def test_rlhf_behaviour_follows_the_learned_reward(reward_models, tmp_path, name
     assert [s for s, _ in learned] == [s for s, _ in true] == [32000] * 16
     # episodic_return stays the true return: it disagrees with the learned one for the away model
     mean_learned, mean_true = np.mean([v for _, v in learned]), np.mean([v for _, v in true])
-    if name == "away":
+    if name.startswith("away"):
         assert mean_learned > mean_true
     agent_file = agent_lib.load(str(tmp_path / "agent.pt"))[1]
     assert agent_file["args"]["rlhf"] is True and agent_file["args"]["reward_model"] == reward_models[name]
+    assert agent_file["args"]["reward_transform"] == "normalize"  # the default
 
 
-def test_learned_return_with_clip_and_normalize(reward_models, tmp_path):
+@pytest.mark.parametrize("name", ["towards", "towards_potential"])
+def test_learned_return_with_clip_and_normalize(reward_models, tmp_path, name):
     """One dot, one rollout of exactly one episode: the trajectory is the same whatever the reward,
     so the normalized learned return is the clipped one (the identity here: the model's rewards
     lie in (-1, 1)) shifted and scaled by the grid's mean and spread."""
     flags = ["--num-envs", 1, "--num-steps", 2000, "--total-timesteps", 2000, "--num-minibatches", 1,
-             "--eval-episodes", 1, "--rlhf", "--reward-model", reward_models["towards"]]
+             "--eval-episodes", 1, "--rlhf", "--reward-model", reward_models[name]]
     results = {t: run(tmp_path / t, *flags, "--reward-transform", t) for t in ("clip", "normalize")}
     true = {t: scalars(d, "charts/episodic_return") for t, (_, d, _) in results.items()}
     learned = {t: scalars(d, "charts/learned_return") for t, (_, d, _) in results.items()}
     assert true["clip"] == true["normalize"] and len(true["clip"]) == 1 and true["clip"][0][0] == 2000
-    table = rm.reward_table(rm.load(reward_models["towards"]))
+    table = rm.reward_table(rm.load(reward_models[name]))
     assert np.abs(table).max() < 1
     mean, std = float(table.mean()), float(table.std()) + 1e-8
     expected = (learned["clip"][0][1] - 2000 * mean) / std
     assert learned["normalize"][0][1] == pytest.approx(expected, rel=1e-4, abs=1e-2)
     assert learned["normalize"][0][1] != pytest.approx(learned["clip"][0][1], abs=1)
-    # the towards model is the true reward but for wall bumps (learned -1, true 0)
-    assert learned["clip"][0][1] <= true["clip"][0][1] + 2000 * 0.01
+    if name == "towards":  # the true reward but for wall bumps (learned -1, true 0)
+        assert learned["clip"][0][1] <= true["clip"][0][1] + 2000 * 0.01
+    else:  # half the true reward on every step, walls included: the episode telescopes to (M(first) - M(last)) / 2
+        assert learned["clip"][0][1] == pytest.approx(0.5 * true["clip"][0][1], abs=0.05)
 
 
 # --- the truncation bootstrap -----------------------------------------------------------------------
 
-def test_advantages_bootstrap_from_the_value_of_the_final_observation(monkeypatch, tmp_path):
-    """Episodes of 5 steps, one rollout of 12 steps in 3 envs, a value function V(o) known in
-    closed form, gamma 0.9, lambda 0.8: the advantages ppo_rlhf computes must equal GAE with
-    gamma V(final obs) added on the truncation steps (and not V of the next episode's first obs)."""
-    episode, T, N, gamma, lam = 5, 12, 3, 0.9, 0.8
-    value_fn = lambda obs: 0.05 * obs[..., 0] - 0.02 * obs[..., 1] + 1.0
+def recording_env(episode):
+    """A MovingDotVectorEnv class whose episodes last ``episode`` steps (whatever ppo_rlhf asks)
+    and whose instances log every observation, reward, truncation and final observation."""
 
     class RecordingEnv(md.MovingDotVectorEnv):
         made = []
@@ -269,6 +318,17 @@ def test_advantages_bootstrap_from_the_value_of_the_final_observation(monkeypatc
                                ("final_obs", info.get("final_obs", np.zeros_like(obs)))):
                 self.log[key].append(np.array(value, copy=True))
             return obs, rewards, terminated, truncated, info
+
+    return RecordingEnv
+
+
+def test_advantages_bootstrap_from_the_value_of_the_final_observation(monkeypatch, tmp_path):
+    """Episodes of 5 steps, one rollout of 12 steps in 3 envs, a value function V(o) known in
+    closed form, gamma 0.9, lambda 0.8: the advantages ppo_rlhf computes must equal GAE with
+    gamma V(final obs) added on the truncation steps (and not V of the next episode's first obs)."""
+    episode, T, N, gamma, lam = 5, 12, 3, 0.9, 0.8
+    value_fn = lambda obs: 0.05 * obs[..., 0] - 0.02 * obs[..., 1] + 1.0
+    RecordingEnv = recording_env(episode)
 
     class KnownValueAgent(agent_lib.Agent):
         def numpy_policy(self):
@@ -314,6 +374,52 @@ def test_advantages_bootstrap_from_the_value_of_the_final_observation(monkeypatc
     expected_returns = [rewards[start:start + episode, i].sum() for i in range(N) for start in (0, episode)]
     assert [v for _, v in scalars(run_dir, "charts/episodic_return")] == expected_returns
     assert [s for s, _ in lengths] == [(t + 1) * N for i in range(N) for t in (episode - 1, 2 * episode - 1)]
+
+
+@pytest.mark.parametrize("transform", rm.TRANSFORMS)
+def test_the_learned_reward_at_a_truncation_reads_the_final_observation(monkeypatch, tmp_path, reward_models, transform):
+    """Episodes of 5 steps, one rollout of 12 steps in 3 envs, the potential model phi = -Manhattan / 2:
+    r(o_t, a_t, o_t+1) must read o_t+1 = the episode's final observation on a truncation step, not
+    the next episode's first one (which the env already returns there). Then every episode's learned
+    return telescopes to half its true return."""
+    episode, T, N = 5, 12, 3
+    RecordingEnv = recording_env(episode)
+    calls, real_reward = [], rm.RewardModel.reward
+
+    def recording_reward(self, obs, actions, next_obs):
+        out = real_reward(self, obs, actions, next_obs)
+        calls.append((np.array(obs), np.array(actions), np.array(next_obs), np.array(out)))
+        return out
+
+    monkeypatch.setattr(md, "MovingDotVectorEnv", RecordingEnv)
+    monkeypatch.setattr(rm.RewardModel, "reward", recording_reward)
+    _, run_dir, _ = run(tmp_path, "--num-envs", N, "--num-steps", T, "--total-timesteps", T * N, "--num-minibatches", 2,
+                        "--eval-episodes", 2, "--rlhf", "--reward-model", reward_models["towards_potential"],
+                        "--reward-transform", transform)
+    assert len(calls) == 1  # one rollout, relabeled in one call
+    obs_in, actions_in, next_in, learned = calls[0]
+    assert obs_in.shape == next_in.shape == (T, N, 2) and actions_in.shape == learned.shape == (T, N)
+    log = {key: np.array(value, dtype=np.float64) for key, value in RecordingEnv.made[0].log.items()}
+    obs, rewards, truncated, final_obs = log["obs"][:T + 1], log["rewards"][:T], log["truncated"][:T] > 0, log["final_obs"][:T]
+    assert truncated[episode - 1].all() and truncated[2 * episode - 1].all() and truncated.sum() == 2 * N
+    np.testing.assert_array_equal(obs_in, obs[:T])
+    np.testing.assert_array_equal(next_in[~truncated], obs[1:][~truncated])
+    np.testing.assert_array_equal(next_in[truncated], final_obs[truncated])
+    # the check can tell: there the env's observation is the next episode's start, and the reward would differ
+    assert not np.array_equal(obs[episode], final_obs[episode - 1])
+    wrong = manhattan_phi(obs[episode], 0.5) - manhattan_phi(obs[episode - 1], 0.5)
+    # the rewards are phi(o_t+1) - phi(o_t) = half the true reward on every step, truncations included
+    np.testing.assert_allclose(learned, manhattan_phi(next_in, 0.5) - manhattan_phi(obs_in, 0.5), atol=1e-3)
+    np.testing.assert_allclose(learned, 0.5 * rewards, atol=1e-3)
+    assert not np.allclose(learned[episode - 1], wrong, atol=0.1)
+    # and the logged learned returns are the transformed rewards summed per episode: half the true ones
+    true_returns = [v for _, v in scalars(run_dir, "charts/episodic_return")]
+    learned_returns = np.array([v for _, v in scalars(run_dir, "charts/learned_return")])
+    assert true_returns == [rewards[start:start + episode, i].sum() for i in range(N) for start in (0, episode)]
+    if transform == "normalize":
+        table = rm.reward_table(rm.load(reward_models["towards_potential"]))
+        learned_returns = learned_returns * (float(table.std()) + 1e-8) + episode * float(table.mean())
+    np.testing.assert_allclose(learned_returns, 0.5 * np.array(true_returns), atol=1e-3)
 
 
 # --- episode bookkeeping ----------------------------------------------------------------------------
@@ -407,7 +513,9 @@ def test_presets_and_derived_sizes():
     args = ppo.parse_args(["--num-envs", "3", "--num-steps", "5", "--num-minibatches", "5"])
     assert (args.batch_size, args.minibatch_size, args.num_iterations) == (15, 3, 1_000_000 // 15)
     fast = ppo.parse_args(["--preset", "fast"])
-    assert (fast.num_envs, fast.num_steps, fast.total_timesteps, fast.learning_rate) == (16, 64, 100_000, 1e-3)
+    assert (fast.num_envs, fast.num_steps, fast.total_timesteps, fast.learning_rate) == (16, 64, 150_000, 1e-3)
+    assert fast.reward_transform == ppo.parse_args([]).reward_transform == "normalize"  # the default, preset or not
+    assert ppo.parse_args(["--reward-transform", "clip"]).reward_transform == "clip"
     assert fast.batch_size == 1024 and fast.minibatch_size == 512
     mixed = ppo.parse_args(["--num-envs", "4", "--preset", "fast"])  # a flag given wins over the preset
     assert mixed.num_envs == 4 and mixed.num_steps == 64 and mixed.batch_size == 256

@@ -50,7 +50,8 @@ def prefs_db(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(prefs_db, tmp_path_factory):
-    """A normalized-encoding model trained with early stopping on a 3000-step budget."""
+    """A model of the defaults (potential form, normalized encoding, ReLU, 3 members) trained with
+    early stopping on a 3000-step budget."""
     tmp = tmp_path_factory.mktemp("trained")
     out = tmp / "model.pt"
     summary = train(prefs_db, out, tmp / "runs", "--max-steps", 3000, "--seed", 1)
@@ -134,98 +135,282 @@ def test_preference_accuracy_counts_strict_labels_only():
 
 # --- the network ----------------------------------------------------------------------------------
 
+def manhattan_potential_model(scale=1.0, offset=0.0, encoding="normalized"):
+    """A one-member potential-form model whose weights make phi(o) = -scale x (Manhattan distance
+    of o to the centre) + offset exactly (up to float32 rounding): layer 1 holds relu(+-(x - cx))
+    and relu(+-(y - cy)) in pixels, layer 2 passes them on (they are >= 0), layer 3 sums them.
+    Then r(o, a, o') = phi(o') - phi(o) = scale x md.TRUE_REWARD on every transition."""
+    model = rm.RewardModel(encoding, ensemble_size=1, hidden_size=4, form="potential", activation="relu")
+    if encoding == "normalized":  # x_n = 2 (x - low) / (high - low) - 1, so x - cx = a (x_n - c_n)
+        a = (md.OBS_HIGH - md.OBS_LOW) / 2
+        c = 2 * (md.CENTRE - md.OBS_LOW) / (md.OBS_HIGH - md.OBS_LOW) - 1
+    else:
+        a, c = np.ones(2, dtype=np.float32), md.CENTRE.astype(np.float32)
+    w1, b1 = torch.zeros(2, 4), torch.zeros(4)
+    for coordinate in range(2):
+        for j, s in enumerate((1.0, -1.0)):
+            w1[coordinate, 2 * coordinate + j] = s * float(a[coordinate])
+            b1[2 * coordinate + j] = -s * float(a[coordinate]) * float(c[coordinate])
+    with torch.no_grad():
+        model.net[0].weight.copy_(w1[None])
+        model.net[0].bias.copy_(b1[None, None])
+        model.net[2].weight.copy_(torch.eye(4)[None])
+        model.net[2].bias.zero_()
+        model.net[4].weight.fill_(-scale)
+        model.net[4].bias.fill_(offset)
+    return model.eval()
+
+
+def phi(model, obs):
+    """Member outputs (E, ...) of a potential-form model at positions (..., 2)."""
+    return model.member_outputs(model.features(obs)).detach()
+
+
 def test_features_normalized_and_raw():
     obs = np.array([[4.0, 4.0], [205.0, 155.0], [104.5, 79.5]], dtype=np.float32)
     actions = np.array([0, 2, 4])
-    f = rm.RewardModel("normalized").features(obs, actions)
+    # state-action: the position and the action (one-hot, or the index as one float)
+    f = rm.RewardModel("normalized", form="state-action").features(obs, actions)
     assert f.shape == (3, 7)
     np.testing.assert_allclose(f[:, :2].numpy(), [[-1, -1], [1, 1], [0, 0]], atol=1e-6)
     np.testing.assert_array_equal(f[:, 2:].numpy(), np.eye(5)[actions])
-    raw = rm.RewardModel("raw").features(obs, actions)
+    raw = rm.RewardModel("raw", form="state-action").features(obs, actions)
     assert raw.shape == (3, 3)
     np.testing.assert_array_equal(raw.numpy(), np.c_[obs, actions])
-    assert rm.RewardModel("raw").net[0].weight.shape[1] == 3
-    assert rm.RewardModel("normalized").net[0].weight.shape[1] == 7
-    with pytest.raises(ValueError, match="encoding"):
-        rm.RewardModel("pixels")
+    assert rm.RewardModel("raw", form="state-action").net[0].weight.shape[1] == 3
+    assert rm.RewardModel("normalized", form="state-action").net[0].weight.shape[1] == 7
+    # potential (the default): the position only, with or without actions
+    potential = rm.RewardModel("normalized")
+    assert potential.form == "potential" and potential.net[0].weight.shape[1] == 2
+    np.testing.assert_allclose(potential.features(obs).numpy(), [[-1, -1], [1, 1], [0, 0]], atol=1e-6)
+    np.testing.assert_array_equal(potential.features(obs, actions).numpy(), potential.features(obs).numpy())
+    np.testing.assert_array_equal(rm.RewardModel("raw").features(obs).numpy(), obs)
+    assert rm.RewardModel("raw").net[0].weight.shape[1] == 2
+    # the activation
+    assert isinstance(rm.RewardModel().net[1], torch.nn.ReLU) and isinstance(rm.RewardModel().net[3], torch.nn.ReLU)
+    assert isinstance(rm.RewardModel(activation="tanh").net[1], torch.nn.Tanh)
+    for kwargs, name in (({"encoding": "pixels"}, "encoding"), ({"form": "linear"}, "form"), ({"activation": "sigmoid"}, "activation")):
+        with pytest.raises(ValueError, match=name):
+            rm.RewardModel(**kwargs)
 
 
+@pytest.mark.parametrize("form", rm.FORMS)
 @pytest.mark.parametrize("encoding", rm.ENCODINGS)
 @pytest.mark.parametrize("batch", [(), (5,), (4, 3), (2, 3, 4)])
-def test_output_shapes(encoding, batch):
+def test_output_shapes(encoding, form, batch):
     torch.manual_seed(0)
-    model = rm.RewardModel(encoding, ensemble_size=3, hidden_size=16)
+    model = rm.RewardModel(encoding, ensemble_size=3, hidden_size=16, form=form)
     rng = np.random.default_rng(0)
     obs = rng.integers(4, 150, size=(*batch, 2)).astype(np.float32)
+    next_obs = rng.integers(4, 150, size=(*batch, 2)).astype(np.float32)
     actions = rng.integers(5, size=batch)
     features = model.features(obs, actions)
-    assert features.shape == (*batch, 7 if encoding == "normalized" else 3)
-    members = model.member_rewards(features)
+    in_features = 2 if form == "potential" else 7 if encoding == "normalized" else 3
+    assert features.shape == (*batch, in_features)
+    outputs = model.member_outputs(features)
+    assert outputs.shape == (3, *batch)
+    members = model.member_rewards(obs, actions, next_obs)
     assert members.shape == (3, *batch)
-    mean = model(obs, actions)
+    if form == "potential":  # phi(o') - phi(o)
+        torch.testing.assert_close(members, model.member_outputs(model.features(next_obs)) - outputs)
+    else:  # r(o, a): o' is not read
+        torch.testing.assert_close(members, outputs)
+    mean = model(obs, actions, next_obs)
     assert mean.shape == batch
     torch.testing.assert_close(mean, members.mean(0))
-    assert model.reward(obs, actions).shape == batch
+    assert model.reward(obs, actions, next_obs).shape == batch
 
 
-def test_ensemble_members_differ_at_init_and_each_is_its_own_network():
+@pytest.mark.parametrize("form", rm.FORMS)
+def test_ensemble_members_differ_at_init_and_each_is_its_own_network(form):
     torch.manual_seed(0)
-    model = rm.RewardModel("normalized", ensemble_size=3)
-    positions = md.OBS_TABLE[::997]
-    actions = np.arange(len(positions)) % 5
-    members = model.member_rewards(model.features(positions, actions)).detach()
+    model = rm.RewardModel("normalized", ensemble_size=3, form=form)
+    states = np.arange(0, md.N_STATES, 997)
+    positions, actions = md.OBS_TABLE[states], np.arange(len(states)) % 5
+    next_positions = md.OBS_TABLE[md.NEXT_STATE[states, actions]]
+    members = model.member_rewards(positions, actions, next_positions).detach()
     for i in range(3):
         for j in range(i):
             assert not torch.allclose(members[i], members[j])
     # member 1 equals a one-member model holding member 1's weights
-    single = rm.RewardModel("normalized", ensemble_size=1)
+    single = rm.RewardModel("normalized", ensemble_size=1, form=form)
     with torch.no_grad():
         for big, small in zip(model.parameters(), single.parameters()):
             small.copy_(big[1:2])
-    torch.testing.assert_close(single(positions, actions), members[1])
+    torch.testing.assert_close(single(positions, actions, next_positions), members[1])
     # per_member: each member on its own inputs
     feats = model.features(positions, actions)
+    outputs = model.member_outputs(feats).detach()
     own = torch.stack([feats, feats.flip(0), feats])
-    per = model.member_rewards(own, per_member=True).detach()
-    torch.testing.assert_close(per[0], members[0])
-    torch.testing.assert_close(per[1], members[1].flip(0))
+    per = model.member_outputs(own, per_member=True).detach()
+    torch.testing.assert_close(per[0], outputs[0])
+    torch.testing.assert_close(per[1], outputs[1].flip(0))
+    assert not torch.allclose(per[1], outputs[1])
 
 
-def test_reward_accepts_numpy_and_torch_and_returns_numpy():
+@pytest.mark.parametrize("form", rm.FORMS)
+def test_reward_accepts_numpy_and_torch_and_returns_numpy(form):
     torch.manual_seed(1)
-    model = rm.RewardModel("normalized", ensemble_size=2)
+    model = rm.RewardModel("normalized", ensemble_size=2, form=form)
     obs = np.array([[10, 20], [100, 80], [200, 150]], dtype=np.float32)
+    next_obs = np.array([[11, 20], [100, 81], [199, 150]], dtype=np.float32)
     actions = np.array([1, 2, 3])
-    from_numpy = model.reward(obs, actions)
-    from_torch = model.reward(torch.as_tensor(obs), torch.as_tensor(actions))
-    from_int = model.reward(obs.astype(np.int64), actions)
+    from_numpy = model.reward(obs, actions, next_obs)
+    from_torch = model.reward(torch.as_tensor(obs), torch.as_tensor(actions), torch.as_tensor(next_obs))
+    from_int = model.reward(obs.astype(np.int64), actions, next_obs.astype(np.int64))
     for out in (from_numpy, from_torch, from_int):
         assert isinstance(out, np.ndarray) and out.shape == (3,)
     np.testing.assert_array_equal(from_numpy, from_torch)
     np.testing.assert_array_equal(from_numpy, from_int)
     # no autograd graph leaks out of reward()
-    assert not model(obs, actions).detach().requires_grad and model(obs, actions).requires_grad
+    assert not model(obs, actions, next_obs).detach().requires_grad and model(obs, actions, next_obs).requires_grad
 
 
-def test_segment_returns_sum_the_member_rewards_over_steps():
-    torch.manual_seed(2)
+def test_potential_reward_is_the_difference_of_phi_whatever_the_action():
+    torch.manual_seed(5)
     model = rm.RewardModel("normalized", ensemble_size=3)
+    rng = np.random.default_rng(5)
+    obs, next_obs = (rng.integers(4, 150, size=(40, 2)).astype(np.float32) for _ in range(2))
+    actions = rng.integers(5, size=40)
+    expected = (phi(model, next_obs) - phi(model, obs)).mean(0).numpy()
+    np.testing.assert_allclose(model.reward(obs, actions, next_obs), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(model.reward(obs, actions, next_obs), model.reward(obs, (actions + 1) % 5, next_obs))
+    np.testing.assert_allclose(model.reward(obs, actions, next_obs), -model.reward(next_obs, actions, obs), atol=1e-6)
+    assert np.all(model.reward(obs, actions, obs) == 0)  # staying put earns exactly nothing
+    # the hand-built phi = -Manhattan computes the true reward on every transition of the grid
+    table = rm.reward_table(manhattan_potential_model())
+    np.testing.assert_allclose(table, md.TRUE_REWARD, atol=1e-4)
+
+
+def test_state_action_segment_returns_sum_the_member_rewards_over_steps():
+    torch.manual_seed(2)
+    model = rm.RewardModel("normalized", ensemble_size=3, form="state-action")
     rng = np.random.default_rng(2)
-    obs = rng.integers(4, 150, size=(6, 4, 2))
+    obs = rng.integers(4, 150, size=(6, 5, 2))  # k + 1 = 5 observations, k = 4 actions
     actions = rng.integers(5, size=(6, 4))
-    features = model.features(obs, actions)
-    returns = rm.segment_returns(model, features)
+    inputs = model.segment_inputs(obs, actions)
+    assert inputs.shape == (6, 4, 7)
+    returns = rm.segment_returns(model, inputs)
     assert returns.shape == (3, 6)
     manual = torch.zeros(3, 6)
     for t in range(4):
-        manual += model.member_rewards(features[:, t])
-    torch.testing.assert_close(returns, manual)
+        manual += model.member_rewards(obs[:, t], actions[:, t], obs[:, t + 1]).detach()
+    torch.testing.assert_close(returns.detach(), manual)
     # per member: (E, n, k, in) inputs
-    per = rm.segment_returns(model, torch.stack([features, features.flip(0), features]), per_member=True)
-    torch.testing.assert_close(per[1], manual[1].flip(0))
+    per = rm.segment_returns(model, torch.stack([inputs, inputs.flip(0), inputs]), per_member=True)
+    torch.testing.assert_close(per[1].detach(), manual[1].flip(0))
+    # the intermediate steps count: changing one changes the return
+    other = obs.copy()
+    other[:, 2] = rng.integers(4, 150, size=(6, 2))
+    assert not torch.allclose(rm.segment_returns(model, model.segment_inputs(other, actions)), returns)
+
+
+@pytest.mark.parametrize("encoding", rm.ENCODINGS)
+def test_potential_segment_returns_telescope_to_the_ends(encoding):
+    """R(sigma) = sum_t phi(o_t+1) - phi(o_t) = phi(o_k) - phi(o_0), whatever the steps between."""
+    torch.manual_seed(6)
+    model = rm.RewardModel(encoding, ensemble_size=3)
+    rng = np.random.default_rng(6)
+    k = 6
+    obs = rng.integers(4, 150, size=(8, k + 1, 2)).astype(np.float32)
+    actions = rng.integers(5, size=(8, k))
+    inputs = model.segment_inputs(obs, actions)
+    assert inputs.shape == (8, 2, 2)  # the first and the last observation only
+    returns = rm.segment_returns(model, inputs).detach()
+    assert returns.shape == (3, 8)
+    torch.testing.assert_close(returns, phi(model, obs[:, -1]) - phi(model, obs[:, 0]))
+    # the per-step rewards sum to the same
+    steps = sum(model.member_rewards(obs[:, t], actions[:, t], obs[:, t + 1]).detach() for t in range(k))
+    torch.testing.assert_close(steps, returns, rtol=1e-5, atol=1e-5)
+    # any other path between the same ends, with any actions, earns the same; other ends do not
+    detour = obs.copy()
+    detour[:, 1:-1] = rng.integers(4, 150, size=(8, k - 1, 2))
+    torch.testing.assert_close(rm.segment_returns(model, model.segment_inputs(detour, rng.integers(5, size=(8, k)))).detach(),
+                               returns, rtol=0, atol=0)
+    moved = obs.copy()
+    moved[:, -1] = rng.integers(4, 150, size=(8, 2))
+    assert not torch.allclose(rm.segment_returns(model, model.segment_inputs(moved, actions)).detach(), returns)
+    # per member: (E, n, 2, in) inputs
+    per = rm.segment_returns(model, torch.stack([inputs, inputs.flip(0), inputs]), per_member=True).detach()
+    torch.testing.assert_close(per[1], returns[1].flip(0))
+
+
+def cycle_returns(table, moves):
+    """The reward of ``moves`` from every position where they stay clear of the walls (and so
+    return to the start), per start."""
+    deltas = md.ACTION_DELTAS[[md.ACTION_NAMES.index(m) for m in moves]]
+    assert not deltas.sum(0).any()  # a closed loop
+    reach = np.abs(np.cumsum(deltas, 0)).max(0)
+    x, y = md.POSITIONS.T
+    clear = (x - reach[0] >= md.X_MIN) & (x + reach[0] <= md.X_MAX) & (y - reach[1] >= md.Y_MIN) & (y + reach[1] <= md.Y_MAX)
+    states, total = np.flatnonzero(clear), np.zeros(clear.sum(), dtype=np.float64)
+    start = states.copy()
+    for move in moves:
+        action = md.ACTION_NAMES.index(move)
+        total += table[states, action]
+        states = md.NEXT_STATE[states, action]
+    np.testing.assert_array_equal(states, start)
+    return total
+
+
+LOOPS = [("right", "down", "left", "up"), ("left", "left", "up", "right", "right", "down"), ("up", "down"), ("noop",)]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_closed_loop_earns_anything_in_the_potential_form(seed):
+    torch.manual_seed(seed)
+    potential = rm.reward_table(rm.RewardModel("normalized", ensemble_size=3))
+    state_action = rm.reward_table(rm.RewardModel("normalized", ensemble_size=3, form="state-action"))
+    step = np.abs(potential).max()
+    assert step > 1e-4  # the potential model's steps pay something (about 1e-3 at init) ...
+    for moves in LOOPS:  # ... but its loops pay 0, to float32 rounding of phi (relative 1e-5 of a step)
+        assert np.abs(cycle_returns(potential, moves)).max() < 1e-3 * step, moves
+    # the state-action form has no such property: some loop pays as much as a step
+    for moves in (LOOPS[0], LOOPS[2]):
+        assert np.abs(cycle_returns(state_action, moves)).max() > 0.1 * np.abs(state_action).max(), moves
+    # the true reward, for the record: loops pay 0 too
+    for moves in LOOPS:
+        assert not cycle_returns(md.TRUE_REWARD, moves).any()
 
 
 # --- scoring against the true reward --------------------------------------------------------------
+
+@pytest.mark.parametrize("form", rm.FORMS)
+def test_reward_table_matches_reward_on_sampled_pairs(form):
+    torch.manual_seed(3)
+    model = rm.RewardModel("normalized", ensemble_size=2, form=form)
+    table = rm.reward_table(model)
+    assert table.shape == (md.N_STATES, md.N_ACTIONS)
+    rng = np.random.default_rng(3)
+    positions = md.POSITIONS[rng.integers(md.N_STATES, size=20)]
+    positions = np.r_[positions, [[4, 4], [205, 155], [105, 80]]]
+    actions = rng.integers(5, size=len(positions))
+    actions[-3:] = [4, 2, 0]  # into the left wall, into the right wall, noop
+    states = md.position_to_state(positions)
+    expected = model.reward(positions.astype(np.float32), actions, md.OBS_TABLE[md.NEXT_STATE[states, actions]])
+    np.testing.assert_allclose(table[states, actions], expected, rtol=1e-5, atol=1e-6)
+    if form == "potential":  # a bump into a wall leaves the dot in place: exactly 0, as noop
+        assert table[states[-3], 4] == table[states[-2], 2] == 0 and not table[:, 0].any()
+
+
+def test_transform_rewards_normalize_and_clip():
+    assert rm.TRANSFORMS[0] == "normalize"  # PPO's and the trainer's default
+    rng = np.random.default_rng(0)
+    table = rng.normal(3.0, 2.5, size=(md.N_STATES, md.N_ACTIONS)).astype(np.float32)
+    normalized = rm.transform_rewards(table, "normalize", table)
+    assert abs(normalized.mean()) < 1e-4 and normalized.std() == pytest.approx(1.0, rel=1e-4)
+    # any rewards are mapped by the table's mean and spread: an affine map, the same for every batch
+    rewards = table[:7, 2]
+    np.testing.assert_allclose(rm.transform_rewards(rewards, "normalize", table), normalized[:7, 2], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rm.transform_rewards(rewards, "normalize", table), (rewards - table.mean()) / table.std(), rtol=1e-4)
+    # it keeps every order: the same argmax action everywhere
+    np.testing.assert_array_equal(normalized.argmax(1), table.argmax(1))
+    clipped = rm.transform_rewards(table, "clip", table)
+    assert clipped.min() == -1 and clipped.max() == 1
+    np.testing.assert_array_equal(clipped, np.clip(table, -1, 1))
+    # a constant table does not divide by zero
+    assert np.isfinite(rm.transform_rewards(np.ones(3), "normalize", np.ones((2, 2)))).all()
+
 
 def test_true_reward_scores_perfectly_and_its_negation_scores_zero():
     assert rm.action_order_agreement(md.TRUE_REWARD) == 1.0
@@ -246,40 +431,138 @@ def test_action_order_agreement_counts_the_pairs_by_hand():
     assert rm.action_order_agreement(learned, true) == pytest.approx(4 / 7)
 
 
-def test_reward_table_matches_reward_on_sampled_pairs():
-    torch.manual_seed(3)
-    model = rm.RewardModel("normalized", ensemble_size=2)
-    table = rm.reward_table(model)
-    assert table.shape == (md.N_STATES, md.N_ACTIONS)
-    rng = np.random.default_rng(3)
-    positions = md.POSITIONS[rng.integers(md.N_STATES, size=20)]
-    positions = np.r_[positions, [[4, 4], [205, 155], [105, 80]]]
-    actions = rng.integers(5, size=len(positions))
-    expected = model.reward(positions.astype(np.float32), actions)
-    np.testing.assert_allclose(table[md.position_to_state(positions), actions], expected, rtol=1e-5, atol=1e-6)
+# --- EPIC distance ----------------------------------------------------------------------------------
+
+def test_the_true_reward_is_the_manhattan_potential_difference():
+    """What epic_distance compares with: M(s) - M(s') is the env's reward on every transition."""
+    np.testing.assert_array_equal(md.MANHATTAN[:, None] - md.MANHATTAN[md.NEXT_STATE], md.TRUE_REWARD)
+
+
+@pytest.mark.parametrize("encoding", rm.ENCODINGS)
+def test_epic_distance_is_zero_for_phi_minus_manhattan_at_any_scale_and_offset(encoding):
+    for scale, offset in ((1.0, 0.0), (0.01, 0.0), (25.0, -3.0), (1.0, 40.0)):
+        model = manhattan_potential_model(scale, offset, encoding)
+        np.testing.assert_allclose(phi(model, md.OBS_TABLE)[0].numpy(), -scale * md.MANHATTAN + offset, rtol=1e-5, atol=1e-3)
+        assert rm.epic_distance(model) == pytest.approx(0.0, abs=1e-3), (scale, offset)
+        for gamma in (0.9, 0.5):
+            assert rm.epic_distance(model, gamma=gamma) == pytest.approx(0.0, abs=1e-3), (scale, offset, gamma)
+
+
+def test_epic_distance_is_one_for_phi_plus_manhattan():
+    for scale in (1.0, 0.05):
+        assert rm.epic_distance(manhattan_potential_model(-scale)) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("form", rm.FORMS)
+def test_epic_distance_of_a_random_init_lies_strictly_between(form):
+    distances = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        distances.append(rm.epic_distance(rm.RewardModel("normalized", ensemble_size=2, form=form)))
+    assert all(0.1 < d < 0.9 for d in distances), distances
+    assert len(set(distances)) == 3  # it reads the model
+    # a positive scale of the network's output changes nothing, a negative one mirrors it: D(-R) = sqrt(1 - D(R)^2)
+    torch.manual_seed(0)
+    model = rm.RewardModel("normalized", ensemble_size=2, form=form)
+    before = rm.epic_distance(model)
+    with torch.no_grad():
+        model.net[4].weight.mul_(7.0)
+    assert rm.epic_distance(model) == pytest.approx(before, abs=1e-6)
+    with torch.no_grad():
+        model.net[4].weight.mul_(-1.0)
+    assert rm.epic_distance(model) == pytest.approx(np.sqrt(1 - before ** 2), abs=1e-6)
+
+
+@pytest.mark.parametrize("form", rm.FORMS)
+def test_epic_distance_of_a_constant_reward_is_undefined_not_zero(form):
+    """A network whose output does not depend on its input (a dead ReLU net, say) has no
+    direction to correlate: until this was fixed, max(0, nan) reported it as distance 0, the
+    true reward itself."""
+    model = rm.RewardModel("normalized", ensemble_size=2, form=form)
+    with torch.no_grad():
+        model.net[4].weight.zero_()
+        model.net[4].bias.fill_(3.0)
+    assert np.isnan(rm.epic_distance(model))
+
+
+class TrueRewardStateAction(rm.RewardModel):
+    """A state-action 'model' that returns md.TRUE_REWARD[s, a] exactly."""
+
+    def __init__(self):
+        super().__init__(form="state-action")
+
+    def reward(self, obs, actions, next_obs):
+        return md.TRUE_REWARD[md.position_to_state(np.asarray(obs).astype(np.int64)), np.asarray(actions)]
+
+
+@pytest.mark.xfail(strict=True, reason="known limitation, not fixed here: EPIC canonicalizes over every s' (S' uniform over "
+                   "the grid, not the env's next state), where r(s, a) and M(s) - M(s') differ; at gamma 0.99 the true "
+                   "reward's canonical form is (1 - gamma)(mean M - M(s')), a function of s' alone, so a state-action reward "
+                   "equal to the true one on every transition scores about 0.70, like a random init")
+def test_epic_distance_of_a_state_action_reward_equal_to_the_true_one_on_every_transition_is_zero():
+    model = TrueRewardStateAction()
+    np.testing.assert_array_equal(rm.reward_table(model), md.TRUE_REWARD)
+    assert rm.epic_distance(model) == pytest.approx(0.0, abs=0.05)
 
 
 # --- the model file -------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("form, activation", [("potential", "relu"), ("potential", "tanh"), ("state-action", "tanh"),
+                                              ("state-action", "relu")])
 @pytest.mark.parametrize("encoding", rm.ENCODINGS)
-def test_save_load_round_trip(tmp_path, encoding):
+def test_save_load_round_trip(tmp_path, encoding, form, activation):
     torch.manual_seed(4)
-    model = rm.RewardModel(encoding, ensemble_size=2, hidden_size=32)
+    model = rm.RewardModel(encoding, ensemble_size=2, hidden_size=32, form=form, activation=activation)
     path = str(tmp_path / "m.pt")
     summary = {"val_accuracy": 0.875, "note": "hello", "steps": 12}
     rm.save(model, path, summary)
+    assert torch.load(path, weights_only=True)["format_version"] == rm.FORMAT_VERSION == 2
     loaded = rm.load(path)
     assert not loaded.training
-    assert loaded.config == {"encoding": encoding, "ensemble_size": 2, "hidden_size": 32}
+    assert loaded.config == {"encoding": encoding, "ensemble_size": 2, "hidden_size": 32, "form": form, "activation": activation}
+    assert loaded.form == form and type(loaded.net[1]) is type(model.net[1])
     assert loaded.summary == summary
     np.testing.assert_array_equal(rm.reward_table(loaded), rm.reward_table(model))
     features = model.features(md.OBS_TABLE[:50], np.arange(50) % 5)
-    torch.testing.assert_close(loaded.member_rewards(features), model.member_rewards(features), rtol=0, atol=0)
+    torch.testing.assert_close(loaded.member_outputs(features), model.member_outputs(features), rtol=0, atol=0)
     assert [f for f in os.listdir(tmp_path) if ".tmp-" in f] == []
     # the model's own summary is saved when none is given
     model.summary = {"a": 1}
     rm.save(model, str(tmp_path / "m2.pt"))
     assert rm.load(str(tmp_path / "m2.pt")).summary == {"a": 1}
+
+
+@pytest.mark.parametrize("encoding", rm.ENCODINGS)
+def test_a_version_1_file_loads_as_the_state_action_tanh_model(tmp_path, encoding):
+    """A file written before the potential form: format version 1, a config of three keys, the
+    weights of the write-up's r(o, a) with tanh."""
+    torch.manual_seed(8)
+    old = rm.RewardModel(encoding, ensemble_size=2, hidden_size=16, form="state-action", activation="tanh")
+    path = str(tmp_path / "v1.pt")
+    torch.save({"format": rm.FORMAT, "format_version": 1,
+                "config": {"encoding": encoding, "ensemble_size": 2, "hidden_size": 16},
+                "env": dict(md.ENV_PARAMS), "state_dict": {k: v.detach().clone() for k, v in old.state_dict().items()},
+                "summary": {"val_accuracy": 0.9}}, path)
+    loaded = rm.load(path)
+    assert loaded.form == "state-action" and loaded.config["activation"] == "tanh"
+    assert loaded.config == {"encoding": encoding, "ensemble_size": 2, "hidden_size": 16, "form": "state-action", "activation": "tanh"}
+    assert isinstance(loaded.net[1], torch.nn.Tanh) and loaded.summary == {"val_accuracy": 0.9}
+    np.testing.assert_array_equal(rm.reward_table(loaded), rm.reward_table(old))
+    # read with relu the same weights give another reward; as today's default, the potential form, they do not fit
+    relu = rm.RewardModel(encoding, ensemble_size=2, hidden_size=16, form="state-action", activation="relu")
+    relu.load_state_dict(old.state_dict())
+    assert not np.allclose(rm.reward_table(relu), rm.reward_table(loaded))
+    with pytest.raises(RuntimeError):
+        rm.RewardModel(encoding, ensemble_size=2, hidden_size=16).load_state_dict(old.state_dict())
+    # saved again, it is a version-2 file that says what it is
+    rm.save(loaded, str(tmp_path / "v2.pt"))
+    resaved = torch.load(str(tmp_path / "v2.pt"), weights_only=True)
+    assert resaved["format_version"] == 2 and resaved["config"]["form"] == "state-action" and resaved["config"]["activation"] == "tanh"
+    np.testing.assert_array_equal(rm.reward_table(rm.load(str(tmp_path / "v2.pt"))), rm.reward_table(old))
+    # a version-1 file with potential-form weights (which version 1 never wrote) does not fit
+    torch.save({**torch.load(path, weights_only=True), "state_dict": rm.RewardModel(encoding, 2, 16).state_dict()}, path)
+    with pytest.raises(rm.RewardModelError, match="does not fit"):
+        rm.load(path)
 
 
 def test_save_refuses_an_existing_file_unless_overwrite(tmp_path):
@@ -295,8 +578,8 @@ def test_save_refuses_an_existing_file_unless_overwrite(tmp_path):
     assert [f for f in os.listdir(tmp_path) if ".tmp-" in f] == []
 
 
-def _checkpoint(path, **changes):
-    rm.save(rm.RewardModel(hidden_size=16), str(path), {"val_accuracy": 0.5})
+def _checkpoint(path, model_kwargs=None, **changes):
+    rm.save(rm.RewardModel(hidden_size=16, **(model_kwargs or {})), str(path), {"val_accuracy": 0.5})
     checkpoint = torch.load(str(path), weights_only=True)
     for key, value in changes.items():
         if key == "config":
@@ -328,8 +611,14 @@ def bad_files(tmp_path):
         "env": (_checkpoint(tmp_path / "env.pt", env={**md.ENV_PARAMS, "width": 300}), "other env parameters"),
         "hidden_size": (_checkpoint(tmp_path / "hidden.pt", config={"hidden_size": 32}), "does not fit"),
         "ensemble": (_checkpoint(tmp_path / "ensemble.pt", config={"ensemble_size": 2}), "does not fit"),
-        "encoding": (_checkpoint(tmp_path / "encoding.pt", config={"encoding": "raw"}), "does not fit"),
+        # in the potential form both encodings read 2 numbers, so the encoding is checked on a state-action file
+        "encoding": (_checkpoint(tmp_path / "encoding.pt", {"form": "state-action"}, config={"encoding": "raw"}), "does not fit"),
         "bad_encoding": (_checkpoint(tmp_path / "bad_encoding.pt", config={"encoding": "pixels"}), "does not fit"),
+        "form": (_checkpoint(tmp_path / "form.pt", config={"form": "state-action"}), "does not fit"),
+        "form_back": (_checkpoint(tmp_path / "form_back.pt", {"form": "state-action"}, config={"form": "potential"}), "does not fit"),
+        "bad_form": (_checkpoint(tmp_path / "bad_form.pt", config={"form": "linear"}), "does not fit"),
+        "bad_activation": (_checkpoint(tmp_path / "bad_activation.pt", config={"activation": "sigmoid"}), "does not fit"),
+        "version_1_potential": (_checkpoint(tmp_path / "v1.pt", format_version=1), "does not fit"),  # read as state-action
         "no_state": (_checkpoint(tmp_path / "no_state.pt", state_dict={}), "does not fit"),
     }
 
@@ -358,22 +647,29 @@ def test_training_learns_the_true_reward_order(trained, prefs_db):
     assert np.isfinite(summary["val_loss"]) and summary["val_loss"] < np.log(2)
     # the file holds the scored (best) weights and the summary
     model = rm.load(str(out))
+    assert model.config == {"encoding": "normalized", "ensemble_size": 3, "hidden_size": 64, "form": "potential", "activation": "relu"}
+    assert summary["args"]["patience"] == 4
     assert model.summary["val_accuracy"] == summary["val_accuracy"]
     assert model.summary["db"] == prefs_db
     table = rm.reward_table(model)
     assert rm.action_order_agreement(table) == pytest.approx(summary["action_order_agreement"])
     assert rm.reward_correlation(table) == pytest.approx(summary["reward_correlation"])
-    # the optimal policy of the clipped learned reward, recomputed, and it is a decent one on this easy task
-    assert vi.optimal_policy_score(np.clip(table, -1, 1))[0] == pytest.approx(summary["optimal_policy_normalized_return"])
-    assert vi.optimal_policy_score(table)[0] == pytest.approx(summary["optimal_policy_normalized_return_unclipped"])
-    assert summary["optimal_policy_worst_normalized_return"] == pytest.approx(vi.optimal_policy_range(np.clip(table, -1, 1))[0])
+    assert rm.epic_distance(model) == pytest.approx(summary["epic_distance"])
+    assert 0 <= summary["epic_distance"] < 0.3  # measured 0.11 (a random init: 0.5-0.6)
+    # the optimal policy of the learned reward as PPO uses it by default (normalized), recomputed,
+    # and it is a good one on this easy task
+    assert summary["reward_transform"] == "normalize" and "optimal_policy_normalized_return_unclipped" not in summary
+    scores, _ = vi.reward_scores(rm.transform_rewards(table, "normalize", table))
+    assert summary["optimal_policy_normalized_return"] == pytest.approx(scores["argmax"])
+    assert summary["optimal_policy_worst_normalized_return"] == pytest.approx(scores["worst"])
+    assert vi.optimal_policy_score(table)[0] == pytest.approx(summary["optimal_policy_normalized_return"])  # an affine map
     assert summary["optimal_policy_worst_normalized_return"] <= summary["optimal_policy_normalized_return"] + 1e-9
-    assert summary["optimal_policy_normalized_return"] > 0.5 and summary["score_seconds"] > 0  # timed by the benchmark, not here
-    # the held-out accuracy recomputed from the DB
+    assert summary["optimal_policy_worst_normalized_return"] > 0.9 and summary["score_seconds"] > 0  # timed by the benchmark, not here
+    # the held-out accuracy recomputed from the DB, from the per-step reward r(o_0, a_0, o_1)
     val = db.load_comparisons(prefs_db)
     val = val.subset(val.validation)
-    diff = model.reward(val.obs1[:, 0].astype(np.float32), val.actions1[:, 0]) - \
-        model.reward(val.obs2[:, 0].astype(np.float32), val.actions2[:, 0])
+    diff = model.reward(val.obs1[:, 0].astype(np.float32), val.actions1[:, 0], val.obs1[:, 1].astype(np.float32)) - \
+        model.reward(val.obs2[:, 0].astype(np.float32), val.actions2[:, 0], val.obs2[:, 1].astype(np.float32))
     assert rm.preference_accuracy(diff, 0.0, val.mu1, val.mu2) == pytest.approx(summary["val_accuracy"])
     assert rm.comparison_accuracy(model, val) == pytest.approx(summary["val_accuracy"])
     train_pairs = db.load_comparisons(prefs_db)
@@ -382,11 +678,13 @@ def test_training_learns_the_true_reward_order(trained, prefs_db):
     assert summary["train_accuracy"] >= 0.95
 
 
-def test_comparison_accuracy_sums_the_steps_of_long_segments(tmp_path):
+@pytest.mark.parametrize("form", rm.FORMS)
+def test_comparison_accuracy_sums_the_steps_of_long_segments(tmp_path, form):
     comparisons = db.load_comparisons(generate(tmp_path / "k5.db", "--seed", 2, "--segment-length", 5, n=200))
+    assert comparisons.obs1.shape[1:] == (6, 2) and comparisons.actions1.shape[1:] == (5,)
     torch.manual_seed(0)
-    model = rm.RewardModel("normalized")
-    returns = [model.reward(obs[:, :5].astype(np.float32), actions).sum(1)
+    model = rm.RewardModel("normalized", form=form)
+    returns = [model.reward(obs[:, :5].astype(np.float32), actions, obs[:, 1:].astype(np.float32)).sum(1)
                for obs, actions in ((comparisons.obs1, comparisons.actions1), (comparisons.obs2, comparisons.actions2))]
     expected = rm.preference_accuracy(*returns, comparisons.mu1, comparisons.mu2)
     assert 0 < expected < 1 and rm.comparison_accuracy(model, comparisons) == pytest.approx(expected)
@@ -407,9 +705,12 @@ def test_training_writes_a_png_and_event_files(trained):
     events = EventAccumulator(runs[0])
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"train/loss", "val/loss", "val/accuracy", "reward/action_order_agreement", "reward/correlation",
-            "reward/optimal_policy_normalized_return", "reward/optimal_policy_worst_normalized_return",
-            "reward/optimal_policy_normalized_return_unclipped"} <= scalars
+    assert {"train/loss", "val/loss", "val/accuracy", "reward/action_order_agreement", "reward/reward_correlation",
+            "reward/epic_distance", "reward/optimal_policy_normalized_return", "reward/optimal_policy_worst_normalized_return"} <= scalars
+    assert not {"reward/correlation", "reward/optimal_policy_normalized_return_unclipped"} & scalars  # the old names are gone
+    for key in ("reward_correlation", "epic_distance", "optimal_policy_worst_normalized_return"):
+        logged = events.Scalars(f"reward/{key}")
+        assert len(logged) == 1 and logged[0].value == pytest.approx(summary[key], rel=1e-6, abs=1e-7), key
     optimal = events.Scalars("reward/optimal_policy_normalized_return")
     assert len(optimal) == 1 and optimal[0].value == pytest.approx(summary["optimal_policy_normalized_return"], rel=1e-6)
     assert any(tag.startswith("val/r_diff_") for tag in events.Tags()["histograms"])
@@ -422,7 +723,7 @@ def test_training_writes_a_png_and_event_files(trained):
     assert summary["val_loss"] == pytest.approx(val_loss[summary["best_step"]], rel=1e-5)
     assert val_loss[summary["best_step"]] <= min(val_loss.values()) + 1e-3  # --min-delta
     if summary["stopped_early"]:
-        assert summary["steps"] - summary["best_step"] == 8 * 250  # --patience evaluations without progress
+        assert summary["steps"] - summary["best_step"] == 4 * 250  # --patience (default 4) evaluations without progress
         assert val_loss[summary["steps"]] != pytest.approx(summary["val_loss"], rel=1e-5)
     # nothing written into the working directory
     assert not os.path.exists(os.path.join(ROOT, "runs", os.path.basename(runs[0])))
@@ -440,13 +741,19 @@ def test_early_stopping_stops_and_restores_the_best_weights(prefs_db, tmp_path):
     assert sorted(val_loss) == [20, 40, 60]
     assert summary["val_loss"] == pytest.approx(val_loss[20], rel=1e-5)
     assert val_loss[60] != pytest.approx(val_loss[20], rel=1e-3)
+    # the default --patience is 4 evaluations
+    default = train(prefs_db, tmp_path / "d.pt", tmp_path / "default_runs", "--max-steps", 1000, "--eval-every", 20, "--min-delta", 1)
+    assert (default["steps"], default["best_step"], default["stopped_early"]) == (100, 20, True)
 
 
-def test_raw_encoding_learns_worse_than_normalized_on_the_same_budget(prefs_db, tmp_path):
-    results = {enc: train(prefs_db, tmp_path / f"{enc}.pt", tmp_path / "runs", "--max-steps", 1000,
-                          "--encoding", enc, "--seed", 1) for enc in rm.ENCODINGS}
-    assert rm.load(str(tmp_path / "raw.pt")).config["encoding"] == "raw"
-    # measured (seeds 1-3): raw 0.86-0.89, normalized 0.98-0.99
+@pytest.mark.parametrize("form, activation", [("potential", "relu"), ("state-action", "tanh")])  # the default, the write-up's
+def test_raw_encoding_learns_worse_than_normalized_on_the_same_budget(prefs_db, tmp_path, form, activation):
+    results = {enc: train(prefs_db, tmp_path / f"{enc}.pt", tmp_path / "runs", "--max-steps", 1000, "--encoding", enc,
+                          "--seed", 1, "--reward-form", form, "--activation", activation) for enc in rm.ENCODINGS}
+    raw = rm.load(str(tmp_path / "raw.pt"))
+    assert raw.config["encoding"] == "raw" and raw.form == form and raw.config["activation"] == activation
+    # measured (seeds 1-3), action-order agreement: potential/relu raw 0.79, normalized 0.997-0.998;
+    # state-action/tanh raw 0.84-0.90, normalized 0.988
     assert results["raw"]["action_order_agreement"] < results["normalized"]["action_order_agreement"] - 0.05
     assert results["raw"]["val_accuracy"] < results["normalized"]["val_accuracy"]
 
@@ -462,6 +769,7 @@ def test_flipped_labels_learn_the_opposite_reward(tmp_path):
     assert summary["val_accuracy"] >= 0.9  # it fits the (flipped) labels it was given ...
     assert summary["action_order_agreement"] <= 0.05  # ... which order the actions backwards
     assert summary["reward_correlation"] <= -0.7
+    assert summary["epic_distance"] >= 0.8  # phi climbs away from the centre: nearly the opposite reward
 
 
 def test_ensemble_with_label_noise_trains_and_round_trips(prefs_db, tmp_path):
@@ -472,8 +780,9 @@ def test_ensemble_with_label_noise_trains_and_round_trips(prefs_db, tmp_path):
         assert f.read(8) == PNG_SIGNATURE
     assert not os.path.exists(tmp_path / "ens.png")
     model = rm.load(str(tmp_path / "ens.pt"))
-    assert model.config == {"encoding": "normalized", "ensemble_size": 3, "hidden_size": 32}
-    members = model.member_rewards(model.features(md.OBS_TABLE[::1000], np.arange(31) % 5))
+    assert model.config == {"encoding": "normalized", "ensemble_size": 3, "hidden_size": 32, "form": "potential", "activation": "relu"}
+    states, actions = np.arange(0, md.N_STATES, 1000), np.arange(31) % 5
+    members = model.member_rewards(md.OBS_TABLE[states], actions, md.OBS_TABLE[md.NEXT_STATE[states, actions]])
     assert not torch.allclose(members[0], members[1]) and not torch.allclose(members[1], members[2])
     assert summary["action_order_agreement"] > 0.8 and np.isfinite(summary["val_loss"])
 
@@ -535,6 +844,7 @@ def test_overwrite_replaces_an_existing_out(prefs_db, tmp_path):
 @pytest.mark.parametrize("flags", [
     ["--learning-rate", "0"], ["--batch-size", "0"], ["--max-steps", "-1"], ["--label-noise", "1"],
     ["--encoding", "pixels"], ["--label-source", "robot"], ["--ensemble-size", "0"], ["--weight-decay", "-1"],
+    ["--reward-form", "linear"], ["--activation", "sigmoid"], ["--patience", "0"],
 ])
 def test_bad_flags_exit_with_code_2(flags, capsys):
     with pytest.raises(SystemExit) as e:
@@ -567,17 +877,23 @@ def test_out_or_plot_in_a_missing_folder_is_created_or_fails_cleanly(prefs_db, t
 
 
 def test_init_continues_from_a_model_file_with_its_architecture(prefs_db, tmp_path):
+    """The second run passes none of the architecture flags: the form and the activation (not
+    the defaults, potential and relu) come from the file, as the sizes do."""
     first = tmp_path / "first.pt"
-    train(prefs_db, first, tmp_path / "runs", "--ensemble-size", 2, "--hidden-size", 16, "--max-steps", 300, "--eval-every", 100)
+    train(prefs_db, first, tmp_path / "runs", "--ensemble-size", 2, "--hidden-size", 16, "--max-steps", 300, "--eval-every", 100,
+          "--reward-form", "state-action", "--activation", "tanh")
     start = rm.load(str(first))
     # one tiny step from the first model: the result is the first model, nearly; a fresh init is not
     summary = train(prefs_db, tmp_path / "second.pt", tmp_path / "runs", "--init", first, "--max-steps", 1,
                     "--learning-rate", 1e-9, "--eval-every", 1)
     second = rm.load(str(tmp_path / "second.pt"))
-    assert second.config == start.config == {"encoding": "normalized", "ensemble_size": 2, "hidden_size": 16}
+    assert second.config == start.config == {"encoding": "normalized", "ensemble_size": 2, "hidden_size": 16,
+                                             "form": "state-action", "activation": "tanh"}
     for (name, a), b in zip(start.state_dict().items(), second.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
+    np.testing.assert_allclose(rm.reward_table(second), rm.reward_table(start), atol=1e-4)  # tanh, as the first
     assert summary["args"]["init"] == str(first) and summary["args"]["ensemble_size"] == 2
+    assert summary["args"]["reward_form"] == "state-action" and summary["args"]["activation"] == "tanh"
     with pytest.raises(rm.RewardModelError, match="not found"):
         train(prefs_db, tmp_path / "third.pt", tmp_path / "runs", "--init", tmp_path / "missing.pt")
 

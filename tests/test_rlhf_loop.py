@@ -74,8 +74,9 @@ def test_tiny_loop_runs_end_to_end(tmp_path):
     evaluation = db.load_comparisons(str(out / "evaluation.db"))
     assert len(evaluation) == 60 and not evaluation.validation.any()
     model = rm.load(str(out / "round_1" / "reward_model.pt"))
-    learned1 = model.reward(evaluation.obs1[:, :-1], evaluation.actions1).sum(1)
-    learned2 = model.reward(evaluation.obs2[:, :-1], evaluation.actions2).sum(1)
+    assert model.form == "potential"  # the trainer's default
+    learned1 = model.reward(evaluation.obs1[:, :-1], evaluation.actions1, evaluation.obs1[:, 1:]).sum(1)  # per step, summed
+    learned2 = model.reward(evaluation.obs2[:, :-1], evaluation.actions2, evaluation.obs2[:, 1:]).sum(1)
     strict = evaluation.mu1 != evaluation.mu2
     expected = ((learned1 > learned2) == (evaluation.mu1 > evaluation.mu2))[strict].mean()
     assert records[1]["held_out_accuracy"] == pytest.approx(expected, abs=1e-9)
@@ -101,7 +102,7 @@ def test_tiny_loop_runs_end_to_end(tmp_path):
 
 def test_the_budget_is_split_over_the_rounds():
     args = rlhf_loop.parse_args(["--label-budget", "100"])  # C17's 25% up front, then 3 rounds
-    assert args.queries == [25, 25, 25, 25] and args.ppo_steps == 100_000  # the fast preset's, every round
+    assert args.queries == [25, 25, 25, 25] and args.ppo_steps == 100_000  # the loop's default, every round (not the fast preset's 150,000)
     args = rlhf_loop.parse_args(["--label-budget", "10", "--rounds", "4", "--initial-share", "0.3"])
     assert args.queries[0] == 3 and sum(args.queries) == 10 and sorted(args.queries[1:]) == [1, 2, 2, 2]
     args = rlhf_loop.parse_args(["--label-budget", "40", "--rounds", "0", "--initial-share", "1", "--total-timesteps", "1000"])

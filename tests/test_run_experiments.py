@@ -231,6 +231,23 @@ def test_flags_not_known_to_the_runner_go_to_every_run_and_conditions_win(tmp_pa
     assert args.plot == os.path.join("runs", "experiment", "returns.png") and args.csv.endswith("results.csv")
 
 
+def test_a_reward_model_per_seed_is_checked_for_every_seed(tmp_path, capsys, monkeypatch):
+    """{seed} in --reward-model: one model per seed, each of which must exist before any run starts."""
+    monkeypatch.chdir(tmp_path)
+    for seed in (1, 2):
+        (tmp_path / f"rm_{seed}.pt").write_bytes(b"shipped as is")
+    pattern = str(tmp_path / "rm_{seed}.pt")
+    args = rx.parse_args(["--seeds", "1", "2", "--reward-model", pattern, "--conditions", "env", "rlhf"])
+    assert args.reward_models == {"rlhf": pattern}
+    assert [rx.seed_path(pattern, seed) for seed in (1, 2)] == [str(tmp_path / "rm_1.pt"), str(tmp_path / "rm_2.pt")]
+    assert rx.seed_path(str(tmp_path / "one.pt"), 3) == str(tmp_path / "one.pt")  # no {seed}: the same file for every seed
+    with pytest.raises(SystemExit) as e:
+        rx.parse_args(["--seeds", "1", "2", "3", "--reward-model", pattern, "--conditions", "rlhf"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"reward model {tmp_path / 'rm_3.pt'} (condition rlhf) not found" in err and "--seed 3" in err
+
+
 def test_a_folder_not_made_by_the_runner_is_never_deleted(tmp_path):
     (tmp_path / "exp").mkdir()
     (tmp_path / "exp" / "precious.txt").write_text("keep me")

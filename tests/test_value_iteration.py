@@ -105,3 +105,28 @@ def test_optimal_policy_range_exposes_ties_that_argmax_hides():
     # unclipped, approaching pays 2 per step and the cycle only 1: no bad policy is optimal
     worst_unclipped, _ = vi.optimal_policy_range(reward)
     assert worst_unclipped > 0.95
+
+
+def test_reward_scores_of_the_true_reward_are_perfect(true_policy):
+    scores, policy = vi.reward_scores(md.TRUE_REWARD)
+    assert scores == {"argmax": 1.0, "worst": 1.0, "best": 1.0}
+    np.testing.assert_array_equal(policy, true_policy)  # the argmax policy, for plots
+    # its negation runs away from the centre, whichever of its optimal policies is taken
+    negated, _ = vi.reward_scores(-md.TRUE_REWARD)
+    assert negated["best"] < 0 and negated["worst"] <= negated["argmax"] <= negated["best"]
+
+
+def test_reward_scores_equal_the_separate_figures_and_see_the_ties():
+    """reward_scores runs value iteration once; its figures are optimal_policy_score's and
+    optimal_policy_range's, ties included (the clipped 2-cycle reward of the test above)."""
+    reward = 2.0 * md.TRUE_REWARD
+    x = md.POSITIONS[:, 0]
+    right, left = md.ACTION_NAMES.index("right"), md.ACTION_NAMES.index("left")
+    reward[x == md.CENTRE[0], right] = reward[x == md.CENTRE[0] + 1, left] = 1.0
+    for r in (reward, np.clip(reward, -1, 1)):
+        scores, policy = vi.reward_scores(r)
+        score, argmax_policy = vi.optimal_policy_score(r)
+        assert scores["argmax"] == pytest.approx(score)
+        np.testing.assert_array_equal(policy, argmax_policy)
+        assert (scores["worst"], scores["best"]) == pytest.approx(vi.optimal_policy_range(r))
+    assert vi.reward_scores(np.clip(reward, -1, 1))[0]["worst"] < 0.8 < vi.reward_scores(reward)[0]["worst"]
