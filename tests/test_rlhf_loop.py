@@ -74,8 +74,8 @@ def test_tiny_loop_runs_end_to_end(tmp_path):
     evaluation = db.load_comparisons(str(out / "evaluation.db"))
     assert len(evaluation) == 60 and not evaluation.validation.any()
     model = rm.load(str(out / "round_1" / "reward_model.pt"))
-    learned1 = model.reward(evaluation.obs1[:, :-1], evaluation.actions1).sum(1)
-    learned2 = model.reward(evaluation.obs2[:, :-1], evaluation.actions2).sum(1)
+    learned1 = model.reward(evaluation.obs1[:, :-1], evaluation.actions1, evaluation.obs1[:, 1:]).sum(1)
+    learned2 = model.reward(evaluation.obs2[:, :-1], evaluation.actions2, evaluation.obs2[:, 1:]).sum(1)
     strict = evaluation.mu1 != evaluation.mu2
     expected = ((learned1 > learned2) == (evaluation.mu1 > evaluation.mu2))[strict].mean()
     assert records[1]["held_out_accuracy"] == pytest.approx(expected, abs=1e-9)
