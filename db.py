@@ -472,6 +472,15 @@ def count_by_status(path: str, batch: int | None = None) -> dict:
     return {status: 0 for status in STATUSES} | dict(rows)
 
 
+def count_human_labels(path: str) -> int:
+    """People's answers in the DB (labeled or incomparable): what an --overwrite must not delete unasked."""
+    conn, _ = connect(path)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM comparisons WHERE label_source = 'human'").fetchone()[0]
+    finally:
+        conn.close()
+
+
 def labeling_progress(path: str, now: float, window_seconds: float = 600.0) -> dict:
     """What the labeling page shows: pending pairs (and how many are on someone's screen),
     human answers per split, and human answers in the last ``window_seconds`` with the time of
