@@ -57,17 +57,21 @@ class RewardModel(nn.Module):
     reward's optimal policy climbs phi (README, "Judging a learned reward");
     form 'state-action': the write-up's r(o, a), the network sees the action too.
 
-    encoding 'normalized': the position scaled to [-1, 1] (and a one-hot action); 'raw': the
-    write-up's raw pixel coordinates (and the action index as one float).
+    encoding 'normalized': the position scaled to [-position_scale, position_scale] (and a one-hot
+    action); 'raw': the write-up's raw pixel coordinates (and the action index as one float).
+    A position_scale above 1 lets the network bend sharply within a pixel or two (MLPs fit
+    smooth functions first: a learned potential's peak comes out rounded, and then the last
+    steps to it pay little; README, "Judging a learned reward").
     """
 
-    def __init__(self, encoding="normalized", ensemble_size=1, hidden_size=64, form="potential", activation="relu"):
+    def __init__(self, encoding="normalized", ensemble_size=1, hidden_size=64, form="potential", activation="relu",
+                 position_scale=1.0):
         super().__init__()
         for name, value, choices in (("encoding", encoding, ENCODINGS), ("form", form, FORMS), ("activation", activation, ACTIVATIONS)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, not {value!r}")
         self.config = {"encoding": encoding, "ensemble_size": int(ensemble_size), "hidden_size": int(hidden_size),
-                       "form": form, "activation": activation}
+                       "form": form, "activation": activation, "position_scale": float(position_scale)}
         self.encoding, self.ensemble_size, self.form = encoding, int(ensemble_size), form
         in_features = 2 + (0 if form == "potential" else md.N_ACTIONS if encoding == "normalized" else 1)
         act = nn.ReLU if activation == "relu" else nn.Tanh
@@ -78,6 +82,7 @@ class RewardModel(nn.Module):
         )
         self.register_buffer("obs_low", torch.as_tensor(md.OBS_LOW), persistent=False)
         self.register_buffer("obs_high", torch.as_tensor(md.OBS_HIGH), persistent=False)
+        self.position_scale = float(position_scale)
         self.summary = {}
 
     @property
@@ -88,7 +93,10 @@ class RewardModel(nn.Module):
         """Network inputs (..., in_features) for positions (..., 2) and, in the state-action
         form, actions (...)."""
         obs = torch.as_tensor(obs, device=self.device).float()
-        position = obs if self.encoding == "raw" else 2 * (obs - self.obs_low) / (self.obs_high - self.obs_low) - 1
+        if self.encoding == "raw":
+            position = obs
+        else:
+            position = self.position_scale * (2 * (obs - self.obs_low) / (self.obs_high - self.obs_low) - 1)
         if self.form == "potential":
             return position
         actions = torch.as_tensor(actions, device=self.device).long()
@@ -211,20 +219,23 @@ def epic_distance(model: RewardModel, gamma: float = 0.99) -> float:
     the grid: both rewards canonicalized with S, S' uniform over positions and A uniform over
     actions, C(R)(s, a, s') = R(s, a, s') + gamma E[R(s', A, S')] - E[R(s, A, S')] - gamma E[R(S, A, S')],
     then the Pearson distance sqrt((1 - rho) / 2) over the env's transitions (s uniform, a uniform).
-    0: the same reward up to shaping and scale; 1: the opposite one. The true reward is written as
-    R(s, a, s') = M(s) - M(s'), M the Manhattan distance to the centre, which is the env's
-    sign(d(s) - d(s')) on every transition it can make (a move changes |dx| or |dy| by one)."""
-    # E[R(x, A, S')] for every position x, for the learned reward ...
+    0: the same reward up to shaping and scale; 1: the opposite one.
+
+    EPIC evaluates rewards on pairs of positions the env never connects, so it depends on how the
+    true reward is written there; it is written in the learned reward's own form, each equal to
+    the env's sign(d(s) - d(s')) on every transition the env makes: R(s, a, s') = M(s) - M(s')
+    (M the Manhattan distance to the centre; a move changes |dx| or |dy| by one) for the potential
+    form, the env's r(s, a) for the state-action form. Compare EPIC within a form, not across."""
+    manhattan = md.MANHATTAN.astype(np.float64)
+    # E[R(x, A, S')] for every position x, for the learned and the true reward
     if model.form == "potential":  # phi(S') - phi(x), in expectation over S'
         with torch.no_grad():
             phi = model.member_outputs(model.features(md.OBS_TABLE)).mean(0).cpu().numpy().astype(np.float64)
         learned, learned_mean = phi[md.NEXT_STATE] - phi[:, None], phi.mean() - phi
+        true, true_mean = manhattan[:, None] - manhattan[md.NEXT_STATE], manhattan - manhattan.mean()
     else:  # r(x, a) does not depend on s'
-        learned = reward_table(model).astype(np.float64)
-        learned_mean = learned.mean(1)
-    # ... and for the true one
-    manhattan = md.MANHATTAN.astype(np.float64)
-    true, true_mean = manhattan[:, None] - manhattan[md.NEXT_STATE], manhattan - manhattan.mean()
+        learned, true = reward_table(model).astype(np.float64), md.TRUE_REWARD.astype(np.float64)
+        learned_mean, true_mean = learned.mean(1), true.mean(1)
     canonical = [table + gamma * mean[md.NEXT_STATE] - mean[:, None] - gamma * mean.mean()
                  for table, mean in ((learned, learned_mean), (true, true_mean))]
     with np.errstate(invalid="ignore", divide="ignore"):

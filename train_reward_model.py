@@ -56,6 +56,8 @@ def parse_args(argv=None):
     p.add_argument("--encoding", choices=rm.ENCODINGS, default="normalized",
                    help="network input: the normalized position (+ one-hot action), or the write-up's raw (x, y, action)")
     p.add_argument("--hidden-size", type=cli.positive_int, default=64, help="units per hidden layer (write-up: 64)")
+    p.add_argument("--position-scale", type=cli.positive_float, default=10.0,
+                   help="normalized encoding: the position spans [-this, this]; above 1 the learned potential's peak is sharper")
     p.add_argument("--ensemble-size", type=cli.positive_int, default=3,
                    help="members, each on its own bootstrap batches; the reward is their mean (C17: 3; write-up: 1)")
     p.add_argument("--label-noise", type=cli.fraction_below_one, default=0.0, help="assumed share of random answers (C17: 0.1)")
@@ -159,10 +161,11 @@ def main(args):
         raise db.PreferencesDBError(f"{args.db} has no labeled training comparisons (label source {args.label_source}); label some or generate them with make_preferences_db.py")
     if args.init:  # continue from an earlier model: the same network, trained further on all labels so far
         model = rm.load(args.init, device).train()
-        for key in ("encoding", "ensemble_size", "hidden_size", "form", "activation"):
+        for key in ("encoding", "ensemble_size", "hidden_size", "form", "activation", "position_scale"):
             setattr(args, "reward_form" if key == "form" else key, model.config[key])
     else:
-        model = rm.RewardModel(args.encoding, args.ensemble_size, args.hidden_size, args.reward_form, args.activation).to(device)
+        model = rm.RewardModel(args.encoding, args.ensemble_size, args.hidden_size, args.reward_form, args.activation,
+                               args.position_scale).to(device)
     train_inputs, val_inputs = encode(model, train, device), encode(model, val, device)
     train_mu1, train_mu2 = torch.as_tensor(train.mu1, device=device), torch.as_tensor(train.mu2, device=device)
     val_mu1, val_mu2 = torch.as_tensor(val.mu1, device=device), torch.as_tensor(val.mu2, device=device)
