@@ -2,7 +2,7 @@
 
     python run_experiments.py --seeds 1 2 3 4 5 --reward-model reward_model.pt --experiment-dir runs/env_vs_rlhf
     python run_experiments.py --seeds 1 2 3 --reward-model "models/reward_model_{seed}.pt"   # each seed its own reward model
-    python run_experiments.py --seeds 1 2 --conditions env rlhf "rlhf-normalize=--rlhf --reward-transform normalize" --preset fast
+    python run_experiments.py --seeds 1 2 --conditions env rlhf "rlhf-clip=--rlhf --reward-transform clip" --preset fast
     python run_experiments.py --seeds 1 2 3 4 5 --ray-address auto --experiment-dir runs/env_vs_rlhf   # on a Ray cluster
 
 Every run is `ppo_rlhf.py --seed S <every flag not known here> <the condition's flags> --no-progress` in a

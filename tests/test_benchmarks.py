@@ -67,3 +67,46 @@ def test_an_out_dir_that_is_a_file_is_refused_and_kept(tmp_path, capsys):
         ra.parse_args(["--out-dir", str(path)])
     assert exit_info.value.code == 2 and "is a file; pass a folder" in capsys.readouterr().err
     assert path.read_text() == "mine\n"
+
+
+# --- benchmarks/robustness.py ----------------------------------------------------------------------
+
+import robustness  # noqa: E402
+import reward_model as rm  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def robust(tmp_path_factory):
+    """Two whole pipelines (seeds 1 and 2) on tiny sizes, the fast route only."""
+    out = tmp_path_factory.mktemp("robustness")
+    results = robustness.main(robustness.parse_args([
+        "--seeds", "1", "2", "--quick", "--out-dir", str(out), "--generator-flags=--n-segments 400 --n-comparisons 400",
+        "--trainer-flags=--max-steps 200 --eval-every 100", "--ppo-flags=--total-timesteps 2048 --eval-episodes 8"]))
+    return results, out
+
+
+def test_robustness_runs_each_stage_on_its_seed_and_reads_the_figures_back(robust):
+    results, out = robust
+    assert sorted(results) == [1, 2]
+    for seed, result in results.items():
+        model = rm.load(str(out / f"seed_{seed}" / "reward_model.pt"))
+        assert model.summary["args"]["seed"] == seed and model.summary["steps"] <= 200
+        assert result["reward"]["val_accuracy"] == model.summary["val_accuracy"]
+        for transform in rm.TRANSFORMS:  # regret is one minus the argmax figure; the worst tied policy is no better
+            assert result["reward"][f"{transform}_regret"] == pytest.approx(1 - result["reward"][f"{transform}_argmax"])
+            assert result["reward"][f"{transform}_worst"] <= result["reward"][f"{transform}_argmax"] + 1e-9
+        assert list(result["ppo"]) == ["fast"] and -1 <= result["ppo"]["fast"]["greedy"] <= 1
+    # other seeds, other DBs: the two models differ
+    assert results[1]["reward"]["val_accuracy"] != results[2]["reward"]["val_accuracy"] or \
+        results[1]["reward"]["epic_distance"] != results[2]["reward"]["epic_distance"]
+
+
+def test_robustness_table_has_a_row_per_seed_and_the_worst_row(robust):
+    results, out = robust
+    report = (out / "robustness.md").read_text()
+    assert "| 1 | " in report and "| 2 | " in report and "| **mean** |" in report and "| **worst** |" in report
+    worst_row = next(line for line in report.splitlines() if line.startswith("| **worst** |"))
+    worst_accuracy = float(worst_row.split("|")[2])
+    assert worst_accuracy == pytest.approx(min(r["reward"]["val_accuracy"] for r in results.values()), abs=1e-4)
+    with open(out / "robustness.json") as f:
+        assert json.load(f)["args"]["runs"] == ["fast"]
