@@ -18,6 +18,7 @@ import agent as agent_lib
 import moving_dot as md
 import ppo_rlhf as ppo
 import reward_model as rm
+from hand_built import manhattan_potential_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "ppo_rlhf.py")
@@ -82,29 +83,6 @@ def hand_built_reward_model(sign=1.0, scale=0.1, sharp=2000.0, gate=5000.0):
         model.net[2].weight.copy_(w2[None])
         model.net[2].bias.zero_()
         model.net[4].weight.copy_(w3[None])
-        model.net[4].bias.zero_()
-    return model.eval()
-
-
-def manhattan_potential_model(scale=1.0):
-    """A one-member potential-form reward model (ReLU) with phi(o) = -scale x (Manhattan distance
-    of o to the centre), so r(o, a, o') = phi(o') - phi(o) = scale x the true reward on every
-    transition, walls included: layer 1 holds relu(+-(x - cx)), relu(+-(y - cy)) in pixels,
-    layer 2 passes them on, layer 3 sums them."""
-    model = rm.RewardModel("normalized", ensemble_size=1, hidden_size=4, form="potential", activation="relu")
-    a = (md.OBS_HIGH - md.OBS_LOW) / 2  # x - cx = a (x_n - c_n) for the normalized x_n
-    c = 2 * (md.CENTRE - md.OBS_LOW) / (md.OBS_HIGH - md.OBS_LOW) - 1
-    w1, b1 = torch.zeros(2, 4), torch.zeros(4)
-    for coordinate in range(2):
-        for j, s in enumerate((1.0, -1.0)):
-            w1[coordinate, 2 * coordinate + j] = s * float(a[coordinate])
-            b1[2 * coordinate + j] = -s * float(a[coordinate]) * float(c[coordinate])
-    with torch.no_grad():
-        model.net[0].weight.copy_(w1[None])
-        model.net[0].bias.copy_(b1[None, None])
-        model.net[2].weight.copy_(torch.eye(4)[None])
-        model.net[2].bias.zero_()
-        model.net[4].weight.fill_(-scale)
         model.net[4].bias.zero_()
     return model.eval()
 
