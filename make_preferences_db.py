@@ -64,9 +64,13 @@ def parse_args(argv=None):
     p.add_argument("--candidate-factor", type=cli.positive_int, default=10,
                    help="with --select disagreement: candidate pairs per pair kept (B-Pref: 10; C17 gives no number)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--overwrite", action="store_true", help="replace an existing DB")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing DB (one with human labels: see the next flag)")
     mode.add_argument("--append", action="store_true", help="add to an existing DB (same segment length)")
+    p.add_argument("--discard-human-labels", action="store_true",
+                   help="with --overwrite: replace the DB even though it holds people's answers (they are lost)")
     args = p.parse_args(argv)
+    if args.discard_human_labels and not args.overwrite:
+        p.error("--discard-human-labels only goes with --overwrite")
     if args.segment_length > md.MAX_EPISODE_STEPS:
         p.error(f"--segment-length {args.segment_length} is longer than an episode ({md.MAX_EPISODE_STEPS} steps)")
     if args.policy and args.max_start_step + args.segment_length > md.MAX_EPISODE_STEPS:
@@ -211,6 +215,14 @@ def main(args):
     k = args.segment_length
     if os.path.exists(args.db) and not (args.overwrite or args.append):  # say so before the work, not after
         raise db.PreferencesDBError(f"{args.db} already exists; pass --overwrite to replace it or --append to add to it")
+    if args.overwrite and os.path.exists(args.db) and not args.discard_human_labels:  # people's answers are never lost unasked
+        try:
+            human = db.count_human_labels(args.db)
+        except db.PreferencesDBError:
+            human = 0  # not a preferences DB: nobody's answers are in it
+        if human:
+            raise db.PreferencesDBError(f"{args.db} holds {human} human label{'s' * (human != 1)} (people's answers), which --overwrite"
+                                        " would delete; --append adds to it, another --db keeps it, --discard-human-labels deletes them")
 
     policy = load_policy(args.policy) if args.policy else None  # bad files fail here, before any work
     ensemble = load_ensemble(args.reward_model) if args.select == "disagreement" else None

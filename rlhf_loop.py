@@ -402,7 +402,8 @@ def main(args):
                     *(["--policy", previous_agent] if previous_agent else []),
                     *(["--select", "disagreement", "--reward-model", previous_model, "--candidate-factor", args.candidate_factor]
                       if select == "disagreement" else []),
-                    *(["--append"] if round_ > 0 else ["--overwrite"] if args.overwrite else [])]], log)
+                    *(["--append"] if round_ > 0 else ["--overwrite"] if args.overwrite else []),
+                    *(["--discard-human-labels"] if round_ == 0 and args.discard_human_labels else [])]], log)
                 batch = queries_batch(args.db, seeds[0], started_at)
             elif "queries" not in stages:
                 print(f"# the queries of round {round_} were written before the loop stopped (batch {batch}): kept",

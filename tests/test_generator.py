@@ -315,6 +315,20 @@ def test_overwrite_replaces(tmp_path):
     assert [f for f in os.listdir(tmp_path) if ".tmp-" in f] == []
 
 
+def test_overwrite_keeps_a_db_with_human_labels_unless_told_to_discard_them(tmp_path):
+    path = generate(tmp_path / "p.db", "--n-segments", 40, "--n-comparisons", 10, "--oracle", "none")
+    pair = db.lease_next_comparison(path, "token", 300, 0.0)
+    assert db.record_human_label(path, pair["id"], "token", "labeled", 1.0, "alice")
+    before = open(path, "rb").read()
+    with pytest.raises(db.PreferencesDBError, match="holds 1 human label .*--discard-human-labels"):
+        generate(path, "--overwrite", "--n-segments", 40, "--n-comparisons", 10)
+    assert open(path, "rb").read() == before and db.count_human_labels(path) == 1
+    with pytest.raises(SystemExit):  # the flag only means something with --overwrite
+        gen.parse_args(["--db", path, "--discard-human-labels"])
+    generate(path, "--overwrite", "--discard-human-labels", "--n-segments", 40, "--n-comparisons", 10)
+    assert db.count_human_labels(path) == 0 and len(db.load_comparisons(path)) == 10
+
+
 def test_create_refuses_an_existing_db(tmp_path):
     path = generate(tmp_path / "p.db", "--n-segments", 50, "--n-comparisons", 50)
     before = open(path, "rb").read()
