@@ -8,7 +8,7 @@ when the held-out loss stops improving (restoring the best weights), and scores 
 against the true reward over every (position, action) of the field. By default the reward is
 r(o, a, o') = phi(o') - phi(o), a 3-member ensemble's mean: no loop of states earns anything
 (README, "Judging a learned reward"); `--reward-form state-action --activation tanh
---ensemble-size 1` is the write-up's r(o, a). Writes the model file
+--ensemble-size 1 --position-scale 1` is the write-up's r(o, a). Writes the model file
 (--out), TensorBoard logs under runs/ and a PNG of the learned reward (--plot).
 """
 
