@@ -124,7 +124,8 @@ class RewardModel(nn.Module):
     def member_rewards(self, obs, actions, next_obs):
         """Per-step rewards (E, ...) of every member for arrays of o (..., 2), a (...) and o' (..., 2)."""
         if self.form == "potential":
-            return self.member_outputs(self.features(next_obs)) - self.member_outputs(self.features(obs))
+            both = self.member_outputs(self.features(torch.stack([torch.as_tensor(obs).float(), torch.as_tensor(next_obs).float()], -2)))
+            return both[..., 1] - both[..., 0]  # one batched call for o and o'
         return self.member_outputs(self.features(obs, actions))
 
     def forward(self, obs, actions, next_obs):
@@ -188,11 +189,17 @@ def comparison_accuracy(model: RewardModel, comparisons) -> float:
 # --- scoring against the true reward over every (position, action) of the grid ---
 
 @torch.no_grad()
+def potential_table(model: RewardModel) -> np.ndarray:
+    """The members' mean potential phi at every position, (N_STATES,): the potential form only."""
+    return model.member_outputs(model.features(md.OBS_TABLE)).mean(0).cpu().numpy()
+
+
+@torch.no_grad()
 def reward_table(model: RewardModel) -> np.ndarray:
     """The learned reward for every state and action, (N_STATES, N_ACTIONS), in one call
     (the potential form evaluates phi once per position)."""
     if model.form == "potential":
-        phi = model.member_outputs(model.features(md.OBS_TABLE)).mean(0).cpu().numpy()
+        phi = potential_table(model)
         return phi[md.NEXT_STATE] - phi[:, None]
     positions = np.repeat(md.OBS_TABLE[:, None, :], md.N_ACTIONS, axis=1)
     actions = np.tile(np.arange(md.N_ACTIONS), (md.N_STATES, 1))
@@ -229,8 +236,7 @@ def epic_distance(model: RewardModel, gamma: float = 0.99) -> float:
     manhattan = md.MANHATTAN.astype(np.float64)
     # E[R(x, A, S')] for every position x, for the learned and the true reward
     if model.form == "potential":  # phi(S') - phi(x), in expectation over S'
-        with torch.no_grad():
-            phi = model.member_outputs(model.features(md.OBS_TABLE)).mean(0).cpu().numpy().astype(np.float64)
+        phi = potential_table(model).astype(np.float64)
         learned, learned_mean = phi[md.NEXT_STATE] - phi[:, None], phi.mean() - phi
         true, true_mean = manhattan[:, None] - manhattan[md.NEXT_STATE], manhattan - manhattan.mean()
     else:  # r(x, a) does not depend on s'

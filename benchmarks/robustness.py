@@ -34,6 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import agent as agent_lib  # noqa: E402
+import cli  # noqa: E402
 import reward_model as rm  # noqa: E402
 import value_iteration as vi  # noqa: E402
 
@@ -54,11 +55,13 @@ def parse_args(argv=None):
     p.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results", "robustness"), help="work files and results")
     p.add_argument("--quick", action="store_true", help="the fast route only (no 1M/2M and no env-reward runs)")
     p.add_argument("--runs", nargs="+", choices=tuple(PPO_RUNS), default=None, help="which PPO runs (default: all, or fast with --quick)")
-    p.add_argument("--jobs", type=int, default=2, help="processes at a time (each stage is single-threaded)")
+    p.add_argument("--jobs", type=cli.positive_int, default=2, help="processes at a time (each stage is single-threaded)")
     p.add_argument("--generator-flags", default="", help="extra flags of make_preferences_db.py, one string")
     p.add_argument("--trainer-flags", default="", help="extra flags of train_reward_model.py, one string")
     p.add_argument("--ppo-flags", default="", help="extra flags of every ppo_rlhf.py --rlhf run, one string")
     args = p.parse_args(argv)
+    if os.path.isfile(args.out_dir):
+        p.error(f"--out-dir {args.out_dir} is a file; pass a folder")
     args.runs = args.runs or (["fast"] if args.quick else list(PPO_RUNS))
     return args
 
@@ -157,4 +160,7 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    try:
+        main(parse_args())
+    except RuntimeError as e:  # a stage failed: its log says why
+        sys.exit(f"robustness.py: error: {e}")
