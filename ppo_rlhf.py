@@ -20,6 +20,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+import adam
 import agent as agent_lib
 import cli
 import moving_dot as md
@@ -148,10 +149,10 @@ def main(args):
     else:
         agent, checkpoint = agent_lib.Agent().to(device), {}
     params = list(agent.parameters())
-    optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5, fused=True)
+    optimizer = adam.Adam(params, lr=args.learning_rate, eps=1e-5)
     if checkpoint.get("optimizer"):  # Adam's moments carry over; the step size is this run's
         optimizer.load_state_dict(checkpoint["optimizer"])
-        optimizer.param_groups[0]["lr"] = args.learning_rate
+        optimizer.lr = args.learning_rate
     start_step = int(checkpoint.get("global_step", 0))
 
     writer = SummaryWriter(os.path.join(args.run_dir, run_name))
@@ -177,7 +178,7 @@ def main(args):
                disable=not args.progress, mininterval=0.5)
     for iteration in range(1, args.num_iterations + 1):
         if args.anneal_lr:
-            optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
+            optimizer.lr = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
 
         # collect
         policy = agent.numpy_policy()  # the current weights; rebuilt after every update
@@ -254,7 +255,7 @@ def main(args):
                     v_loss = 0.5 * ((newvalue - b_returns[mb]) ** 2).mean()
                 entropy_loss = entropy.mean()
                 loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
                 loss.backward()
                 clip_grad_norm(params, args.max_grad_norm)
                 optimizer.step()
@@ -266,7 +267,7 @@ def main(args):
         var_y = np.var(y_true)
         explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
         sps = int((global_step - start_step) / (time.time() - start_time))
-        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("charts/learning_rate", optimizer.lr, global_step)
         writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
         writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
         writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)

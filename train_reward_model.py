@@ -23,6 +23,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+import adam
 import cli
 import db
 import moving_dot as md
@@ -169,8 +170,7 @@ def main(args):
     train_inputs, val_inputs = encode(model, train, device), encode(model, val, device)
     train_mu1, train_mu2 = torch.as_tensor(train.mu1, device=device), torch.as_tensor(train.mu2, device=device)
     val_mu1, val_mu2 = torch.as_tensor(val.mu1, device=device), torch.as_tensor(val.mu2, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, eps=args.adam_eps, weight_decay=args.weight_decay,
-                                 fused=True)  # fused: fewer small kernels per step
+    optimizer = adam.Adam(model.parameters(), lr=args.learning_rate, eps=args.adam_eps, weight_decay=args.weight_decay)
     run_name = f"MovingDot-v0__train_reward_model__{args.seed}__{int(time.time())}"
     writer = SummaryWriter(os.path.join(args.run_dir, run_name))
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
@@ -188,7 +188,7 @@ def main(args):
         idx = torch.as_tensor(rng.integers(len(train), size=(args.ensemble_size, args.batch_size)), device=device)
         returns1, returns2 = rm.segment_returns(model, train_inputs[idx], per_member=True).unbind(-1)
         loss = rm.preference_loss(returns1, returns2, train_mu1[idx], train_mu2[idx], args.label_noise).mean()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         if args.ema_decay > 0:

@@ -53,10 +53,20 @@ def true_returns(policy, starts=None, steps=md.MAX_EPISODE_STEPS):
     """True env return of a deterministic policy (from value_iteration) over one episode from
     each start state; ``starts`` default: every position, the env's uniform start distribution."""
     states = np.arange(md.N_STATES) if starts is None else np.asarray(starts)
+    if policy.ndim == 1:
+        # a stationary policy: jump by doubling (2^j steps' next state and return), log2(steps) gathers
+        flat = np.arange(md.N_STATES) * md.N_ACTIONS + policy
+        jump, gain, total = md.NEXT_STATE.ravel()[flat], md.TRUE_REWARD.ravel()[flat].astype(np.int64), np.zeros(len(states), np.int64)
+        while steps:
+            if steps & 1:
+                total += gain[states]
+                states = jump[states]
+            gain, jump, steps = gain + gain[jump], jump[jump], steps >> 1
+        return total.astype(np.float64)
     total = np.zeros(len(states))
     reward, next_state = md.TRUE_REWARD.ravel(), md.NEXT_STATE.ravel()
-    for t in range(steps):  # a loop over time; every start moves at once
-        flat = states * md.N_ACTIONS + (policy[states] if policy.ndim == 1 else policy[t, states])
+    for t in range(steps):  # a policy per step: a loop over time; every start moves at once
+        flat = states * md.N_ACTIONS + policy[t, states]
         total += reward[flat]
         states = next_state[flat]
     return total
@@ -87,11 +97,25 @@ def optimal_policy_range(reward, gamma=0.99, ties=1e-3, steps=md.MAX_EPISODE_STE
     true_reward = md.TRUE_REWARD.T.astype(np.float64)
     # an action outside the optimal set is worth +inf to the minimum and -inf to the maximum
     reward_for_worst, reward_for_best = np.where(optimal, true_reward, np.inf), np.where(optimal, true_reward, -np.inf)
-    worst, best = np.zeros(md.N_STATES), np.zeros(md.N_STATES)
-    for _ in range(steps):
-        worst = (reward_for_worst + worst[_NEXT_T]).min(0)
-        best = (reward_for_best + best[_NEXT_T]).max(0)
+    worst = _finite_horizon_value(reward_for_worst, steps, np.min)
+    best = _finite_horizon_value(reward_for_best, steps, np.max)
     return md.normalized_return(worst, md.MANHATTAN), md.normalized_return(best, md.MANHATTAN)
+
+
+def _finite_horizon_value(reward, steps, reduce, max_period=2):
+    """The ``steps``-step return V = reduce_a (reward[a] + V'[next[a]]) by backward induction,
+    stopping early, exactly, once V_t - V_{t-p} is one constant c for a period p <= max_period:
+    the update commutes with adding a constant, so from then on every p more steps add c."""
+    history = [np.zeros(md.N_STATES)]
+    for t in range(1, steps + 1):
+        history.append(reduce(reward + history[-1][_NEXT_T], axis=0))
+        for p in range(1, min(max_period, t) + 1):
+            shift = history[-1] - history[-1 - p]
+            if shift.min() == shift.max():  # V_{t+kp+j} = V_{t-p+j} + (k+1) c from here on
+                repeats, rest = divmod(steps - t, p)
+                return history[-1 - p + rest] + (repeats + 1) * shift[0]
+        del history[:-max_period - 1]
+    return history[-1]
 
 
 def reward_scores(reward, gamma=0.99):

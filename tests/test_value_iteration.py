@@ -130,3 +130,38 @@ def test_reward_scores_equal_the_separate_figures_and_see_the_ties():
         np.testing.assert_array_equal(policy, argmax_policy)
         assert (scores["worst"], scores["best"]) == pytest.approx(vi.optimal_policy_range(r))
     assert vi.reward_scores(np.clip(reward, -1, 1))[0]["worst"] < 0.8 < vi.reward_scores(reward)[0]["worst"]
+
+
+def _step_by_step_returns(policy, steps):
+    states, total = np.arange(md.N_STATES), np.zeros(md.N_STATES)
+    for _ in range(steps):
+        flat = states * md.N_ACTIONS + policy[states]
+        total += md.TRUE_REWARD.ravel()[flat]
+        states = md.NEXT_STATE.ravel()[flat]
+    return total
+
+
+@pytest.mark.parametrize("steps", [0, 1, 5, 64, 333])
+def test_true_returns_by_doubling_equal_the_step_by_step_rollout(steps):
+    policy = np.random.default_rng(steps).integers(md.N_ACTIONS, size=md.N_STATES)
+    expected = _step_by_step_returns(policy, steps)
+    assert np.array_equal(vi.true_returns(policy, steps=steps), expected)
+    starts = np.array([0, 17, md.N_STATES - 1])
+    assert np.array_equal(vi.true_returns(policy, starts, steps=steps), expected[starts])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_finite_horizon_value_stops_early_only_when_exact(seed):
+    """The early stop extrapolates once V_t - V_{t-p} is constant; on masked and random rewards,
+    where growth rates differ between states for a while, it must equal the full induction."""
+    rng = np.random.default_rng(seed)
+    reward = rng.integers(-1, 2, size=(md.N_ACTIONS, md.N_STATES)).astype(np.float64)
+    allowed = rng.random(reward.shape) < 0.4
+    allowed[rng.integers(md.N_ACTIONS, size=md.N_STATES), np.arange(md.N_STATES)] = True
+    for reduce, excluded in ((np.min, np.inf), (np.max, -np.inf)):
+        masked = np.where(allowed, reward, excluded)
+        for steps in (1, 2, 3, 250, 600):
+            full = np.zeros(md.N_STATES)
+            for _ in range(steps):
+                full = reduce(masked + full[vi._NEXT_T], axis=0)
+            assert np.array_equal(vi._finite_horizon_value(masked, steps, reduce), full)
