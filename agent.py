@@ -14,6 +14,7 @@ from torch import nn
 
 import checkpoints
 import moving_dot as md
+import value_iteration as vi
 
 FORMAT = "moving-dot-ppo-agent"
 FORMAT_VERSION = 1
@@ -116,27 +117,36 @@ class Agent(nn.Module):
 
 @torch.no_grad()
 def evaluate(agent: Agent, n_episodes=100, seed=100_000, greedy=True, capture=False):
-    """Full episodes from fixed starts (env seeds seed, seed + 1, ...), all stepped at once.
+    """Full episodes from fixed starts (the starts of env seeds seed, seed + 1, ...).
 
+    The policy depends on the position alone, so it is computed once for every position of the
+    grid: the greedy episodes are then exact table walks (value_iteration.true_returns), the
+    sampled ones draw each step's actions from the table's probabilities, all dots at once.
     Returns mean true return, mean optimal return and the normalized return (their ratio),
     and with ``capture`` the positions of the first episode, (T + 1, 2), for a video.
     """
-    device = agent.obs_scale.device
-    envs = md.MovingDotVectorEnv(num_envs=n_episodes)
-    obs, info = envs.reset(seed=seed)
-    optimal = info["optimal_return"]
-    generator = torch.Generator(device=device).manual_seed(seed)
-    total, path = np.zeros(n_episodes), [obs[0].copy()]
-    for _ in range(envs.max_episode_steps):
-        action = agent.act(torch.as_tensor(obs, device=device), greedy, generator).cpu().numpy()
-        obs, reward, _, truncated, info = envs.step(action)
-        total += reward
-        if capture:
-            path.append(info["final_obs"][0] if truncated[0] else obs[0].copy())
+    starts = md.position_to_state(md.MovingDotVectorEnv(num_envs=n_episodes).reset(seed=seed)[0].astype(np.int64))
+    logits = agent.actor(agent.normalize(torch.as_tensor(md.OBS_TABLE, device=agent.obs_scale.device))).double().cpu().numpy()
+    if greedy:
+        policy = logits.argmax(1)
+        total = vi.true_returns(policy, starts)
+        states = [starts[0]]
+        for _ in range(md.MAX_EPISODE_STEPS if capture else 0):
+            states.append(md.NEXT_STATE[states[-1], policy[states[-1]]])
+    else:
+        cumulative = np.cumsum(np.exp(logits - logits.max(1, keepdims=True)), 1)
+        cumulative /= cumulative[:, -1:]
+        rng, state, total, states = np.random.default_rng(seed), starts, np.zeros(n_episodes), [starts[0]]
+        for u in rng.random((md.MAX_EPISODE_STEPS, n_episodes)):  # inverse-CDF sampling of every dot's action
+            action = np.minimum((cumulative[state] < u[:, None]).sum(1), md.N_ACTIONS - 1)
+            total += md.TRUE_REWARD[state, action]
+            state = md.NEXT_STATE[state, action]
+            states.append(state[0])
+    optimal = md.MANHATTAN[starts]
     result = {"true_return": float(total.mean()), "optimal_return": float(optimal.mean()),
               "normalized_return": md.normalized_return(total, optimal)}
     if capture:
-        result["path"] = np.array(path)
+        result["path"] = md.POSITIONS[np.array(states)].astype(np.float32)
     return result
 
 

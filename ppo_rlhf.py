@@ -140,8 +140,10 @@ def main(args):
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)  # 64-unit MLPs on a few hundred rows: threads only add overhead
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    reward_net = rm.load(args.reward_model, device) if args.rlhf else None  # a bad file fails here, before any work
-    reward_table = rm.reward_table(reward_net) if reward_net is not None else None  # the exact mean and spread of r over (o, a)
+    learned_table = None  # the learned reward as PPO uses it, for every (o, a) of the grid
+    if args.rlhf:  # a bad file fails here, before any work
+        table = rm.reward_table(rm.load(args.reward_model, device))
+        learned_table = rm.transform_rewards(table, args.reward_transform, table)
 
     if args.resume:  # C17's loop trains the same agent further each round, on the latest reward model
         agent, checkpoint = agent_lib.load(args.resume, device)
@@ -162,7 +164,6 @@ def main(args):
     # rollout storage, filled in place: the rollout runs in numpy (Agent.numpy_policy), the update in torch
     T, N = args.num_steps, args.num_envs
     obs, actions = np.zeros((T, N, 2), dtype=np.float32), np.zeros((T, N), dtype=np.int64)
-    next_observations = np.zeros((T, N, 2), dtype=np.float32)  # o_t+1 of each step, the last one where an episode ended
     logits, values = np.zeros((T, N, md.N_ACTIONS), dtype=np.float32), np.zeros((T, N), dtype=np.float32)
     env_rewards, dones = np.zeros((T, N), dtype=np.float32), np.zeros((T, N), dtype=bool)
     bootstrap = np.zeros((T, N), dtype=np.float32)  # gamma V(final obs) on truncation steps
@@ -189,9 +190,7 @@ def main(args):
             obs[step], actions[step], episode_optimal[step] = next_obs, (logits[step] + gumbel[step]).argmax(1), current_optimal
             next_obs, env_rewards[step], terminated, truncated, info = envs.step(actions[step])
             dones[step] = terminated | truncated
-            next_observations[step] = next_obs
             if truncated.any():  # a time limit is not a terminal state: bootstrap from the last observation
-                next_observations[step, truncated] = info["final_obs"][truncated]
                 bootstrap[step, truncated] = args.gamma * policy(info["final_obs"][truncated])[1]
             current_optimal = info["optimal_return"]
         log_probs = logits - logits.max(-1, keepdims=True)
@@ -199,10 +198,8 @@ def main(args):
         logprobs = np.take_along_axis(log_probs, actions[..., None], -1)[..., 0]
         global_step += args.batch_size
 
-        # relabel: the learned reward of every (o_t, a_t, o_t+1) of the rollout in one batched call
-        learned = None
-        if reward_net is not None:
-            learned = rm.transform_rewards(reward_net.reward(obs, actions, next_observations), args.reward_transform, reward_table)
+        # relabel: the moves are deterministic, so r(o_t, a_t, o_t+1) is the table's (o_t, a_t) entry, truncations included
+        learned = None if learned_table is None else learned_table[md.position_to_state(obs.astype(np.int64)), actions]
         rewards = env_rewards if learned is None else learned
 
         # log the episodes that ended: true return always, learned return under --rlhf

@@ -39,7 +39,7 @@ Writes under --out-dir (default runs/MovingDot-v0__rlhf_loop__<seed>__<time>/):
   preferences.db     every query and label (one generator batch per round), unless --db is given
   evaluation.db      a fixed set of random-policy comparisons labeled by the true reward, never
                      trained on and not counted in the budget: the held-out accuracy of every round
-  round_<r>/         reward_model.pt (+ .png), agent.pt, the stages' TensorBoard runs, log.txt,
+  round_<r>/         reward_model.pt (+ .png in the last round), agent.pt, the stages' TensorBoard runs, log.txt,
                      stages.json (the stages done, with their figures)
   rounds.json        the arguments and one record per round (rewritten after every round)
   label_efficiency.png, the loop's own TensorBoard events (x-axis: labels used), and loop.lock
@@ -423,7 +423,8 @@ def main(args):
                 reward_summary = run_stage(train_reward_model, [str(a) for a in [
                     "--seed", seeds[1], "--db", args.db, "--out", model_path, "--run-dir", round_dir,
                     "--ensemble-size", args.ensemble, "--max-steps", args.reward_steps, "--eval-every", args.reward_steps,
-                    "--batch-size", args.reward_batch_size, "--learning-rate", args.reward_learning_rate, "--no-progress", *redo,
+                    "--batch-size", args.reward_batch_size, "--learning-rate", args.reward_learning_rate, "--no-anneal-lr",
+                    "--no-progress", *redo, *(["--no-plot"] if round_ < args.rounds else []),  # the figure of the last round only
                     *(["--init", previous_model] if previous_model else [])]], log)
                 # the trainer scores the learned reward's optimal policy as PPO's default transform uses it
                 optimal_key = "optimal_policy_normalized_return" if args.reward_transform == rm.TRANSFORMS[0] else None

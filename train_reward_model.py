@@ -3,13 +3,15 @@
     python train_reward_model.py --db preferences.db --out reward_model.pt
 
 Reads the labeled, comparable comparisons of a preferences DB (make_preferences_db.py),
-minimizes C17's Bradley-Terry cross-entropy on the training split with Adam, stops early
-when the held-out loss stops improving (restoring the best weights), and scores the result
-against the true reward over every (position, action) of the field. By default the reward is
-r(o, a, o') = phi(o') - phi(o), a 3-member ensemble's mean: no loop of states earns anything
-(README, "Judging a learned reward"); `--reward-form state-action --activation tanh
---ensemble-size 1 --position-scale 1` is the write-up's r(o, a). Writes the model file
-(--out), TensorBoard logs under runs/ and a PNG of the learned reward (--plot).
+minimizes C17's Bradley-Terry cross-entropy on the training split with Adam for a fixed
+budget of steps, the step size decaying to 0 (or, with a larger --max-steps, until the held-out
+loss stops improving: the best weights are kept), and scores the result against the true reward
+over every (position, action) of the field. By default the reward is r(o, a, o') = phi(o') -
+phi(o), a 3-member ensemble's mean: no loop of states earns anything (README, "Judging a learned
+reward"). The write-up's recipe is `--reward-form state-action --activation tanh
+--ensemble-size 1 --position-scale 1 --learning-rate 2.5e-4 --no-anneal-lr --batch-size 128
+--max-steps 100000 --ema-decay 0`. Writes the model file (--out), TensorBoard logs under runs/ and a PNG of
+the learned reward (--plot).
 """
 
 import argparse
@@ -40,15 +42,17 @@ def parse_args(argv=None):
     p.add_argument("--out", default="reward_model.pt", help="the model file to write (write-up: rewards_model)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument("--plot", default=None, help="PNG of the learned reward (default: --out with .png)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG (C17's loop draws only its last round's)")
     p.add_argument("--init", default=None,
                    help="start from this model file's weights (its encoding and sizes win over the flags): C17's loop")
     p.add_argument("--label-source", choices=("all", "synthetic", "human"), default="all", help="which labels to train on")
-    p.add_argument("--learning-rate", type=cli.positive_float, default=3e-3,
-                   help="Adam step size (write-up: 2.5e-4, which needs ~10x the steps for the same held-out accuracy)")
+    p.add_argument("--learning-rate", type=cli.positive_float, default=1e-2, help="Adam step size at the start (write-up: 2.5e-4)")
+    p.add_argument("--anneal-lr", action=argparse.BooleanOptionalAction, default=True,
+                   help="decay the step size linearly to 0 at --max-steps, as CleanRL's PPO (write-up: constant)")
     p.add_argument("--adam-eps", type=cli.positive_float, default=1e-5, help="Adam epsilon (write-up: 1e-5)")
-    p.add_argument("--batch-size", type=cli.positive_int, default=128, help="comparisons per gradient step (write-up: 128)")
-    p.add_argument("--max-steps", type=cli.positive_int, default=100000, help="gradient step budget (write-up: 100000, all used)")
-    p.add_argument("--eval-every", type=cli.positive_int, default=250, help="gradient steps between held-out evaluations")
+    p.add_argument("--batch-size", type=cli.positive_int, default=256, help="comparisons per gradient step and member (write-up: 128)")
+    p.add_argument("--max-steps", type=cli.positive_int, default=400, help="gradient step budget (write-up: 100000)")
+    p.add_argument("--eval-every", type=cli.positive_int, default=100, help="gradient steps between held-out evaluations")
     p.add_argument("--patience", type=cli.positive_int, default=4, help="stop after this many evaluations without a better held-out loss")
     p.add_argument("--min-delta", type=cli.nonnegative_float, default=1e-3, help="held-out loss improvement that counts as better")
     p.add_argument("--reward-form", choices=rm.FORMS, default="potential",
@@ -185,6 +189,8 @@ def main(args):
     bar = tqdm(range(1, args.max_steps + 1), desc="reward model", disable=not args.progress, mininterval=0.5)
     for step in bar:
         # each member draws its own batch: C17's bootstrap, and plain sampling when there is one member
+        if args.anneal_lr:
+            optimizer.lr = (1.0 - (step - 1.0) / args.max_steps) * args.learning_rate
         idx = torch.as_tensor(rng.integers(len(train), size=(args.ensemble_size, args.batch_size)), device=device)
         returns1, returns2 = rm.segment_returns(model, train_inputs[idx], per_member=True).unbind(-1)
         loss = rm.preference_loss(returns1, returns2, train_mu1[idx], train_mu2[idx], args.label_noise).mean()
@@ -252,7 +258,8 @@ def main(args):
 
     # save
     rm.save(model, args.out, summary, overwrite=args.overwrite)
-    plot(args.plot, table, policy, history, diff, label_classes(val.mu1, val.mu2), summary)
+    if not args.no_plot:
+        plot(args.plot, table, policy, history, diff, label_classes(val.mu1, val.mu2), summary)
     print(f"trained on {len(train)} comparisons ({len(val)} held out) for {step} steps"
           f"{' (early stop, best at ' + str(summary['best_step']) + ')' if summary['stopped_early'] else ''}"
           f" in {summary['train_seconds']:.1f} s")
@@ -261,7 +268,7 @@ def main(args):
     print(f"optimal policy of the learned reward, {rm.TRANSFORMS[0]}d as PPO's default: normalized true return "
           f"{scores['argmax']:.4f} (argmax), {scores['worst']:.4f} (worst of the tied optimal policies); EPIC distance to the"
           f" true reward {summary['epic_distance']:.4f}; scoring took {summary['score_seconds']:.1f} s")
-    print(f"wrote {args.out}, {args.plot} and {os.path.join(args.run_dir, run_name)}")
+    print(f"wrote {args.out}{'' if args.no_plot else ', ' + args.plot} and {os.path.join(args.run_dir, run_name)}")
     return summary
 
 

@@ -355,42 +355,25 @@ def test_advantages_bootstrap_from_the_value_of_the_final_observation(monkeypatc
 
 
 @pytest.mark.parametrize("transform", rm.TRANSFORMS)
-def test_the_learned_reward_at_a_truncation_reads_the_final_observation(monkeypatch, tmp_path, reward_models, transform):
+def test_the_learned_reward_at_a_truncation_is_that_of_the_final_move(monkeypatch, tmp_path, reward_models, transform):
     """Episodes of 5 steps, one rollout of 12 steps in 3 envs, the potential model phi = -Manhattan / 2:
-    r(o_t, a_t, o_t+1) must read o_t+1 = the episode's final observation on a truncation step, not
-    the next episode's first one (which the env already returns there). Then every episode's learned
-    return telescopes to half its true return."""
+    r(o_t, a_t, o_t+1) on a truncation step must be that of the episode's last move, not one into
+    the next episode's first observation (which the env already returns there). Then every
+    episode's learned return telescopes to half its true return."""
     episode, T, N = 5, 12, 3
     RecordingEnv = recording_env(episode)
-    calls, real_reward = [], rm.RewardModel.reward
-
-    def recording_reward(self, obs, actions, next_obs):
-        out = real_reward(self, obs, actions, next_obs)
-        calls.append((np.array(obs), np.array(actions), np.array(next_obs), np.array(out)))
-        return out
-
     monkeypatch.setattr(md, "MovingDotVectorEnv", RecordingEnv)
-    monkeypatch.setattr(rm.RewardModel, "reward", recording_reward)
     _, run_dir, _ = run(tmp_path, "--num-envs", N, "--num-steps", T, "--total-timesteps", T * N, "--num-minibatches", 2,
                         "--eval-episodes", 2, "--rlhf", "--reward-model", reward_models["towards_potential"],
                         "--reward-transform", transform)
-    assert len(calls) == 1  # one rollout, relabeled in one call
-    obs_in, actions_in, next_in, learned = calls[0]
-    assert obs_in.shape == next_in.shape == (T, N, 2) and actions_in.shape == learned.shape == (T, N)
     log = {key: np.array(value, dtype=np.float64) for key, value in RecordingEnv.made[0].log.items()}
     obs, rewards, truncated, final_obs = log["obs"][:T + 1], log["rewards"][:T], log["truncated"][:T] > 0, log["final_obs"][:T]
     assert truncated[episode - 1].all() and truncated[2 * episode - 1].all() and truncated.sum() == 2 * N
-    np.testing.assert_array_equal(obs_in, obs[:T])
-    np.testing.assert_array_equal(next_in[~truncated], obs[1:][~truncated])
-    np.testing.assert_array_equal(next_in[truncated], final_obs[truncated])
-    # the check can tell: there the env's observation is the next episode's start, and the reward would differ
+    # the check can tell: there the env's observation is the next episode's start, and phi of it differs
     assert not np.array_equal(obs[episode], final_obs[episode - 1])
     wrong = manhattan_phi(obs[episode], 0.5) - manhattan_phi(obs[episode - 1], 0.5)
-    # the rewards are phi(o_t+1) - phi(o_t) = half the true reward on every step, truncations included
-    np.testing.assert_allclose(learned, manhattan_phi(next_in, 0.5) - manhattan_phi(obs_in, 0.5), atol=1e-3)
-    np.testing.assert_allclose(learned, 0.5 * rewards, atol=1e-3)
-    assert not np.allclose(learned[episode - 1], wrong, atol=0.1)
-    # and the logged learned returns are the transformed rewards summed per episode: half the true ones
+    assert not np.allclose(wrong, 0.5 * rewards[episode - 1], atol=0.1)
+    # the logged learned returns are the transformed rewards summed per episode: half the true ones
     true_returns = [v for _, v in scalars(run_dir, "charts/episodic_return")]
     learned_returns = np.array([v for _, v in scalars(run_dir, "charts/learned_return")])
     assert true_returns == [rewards[start:start + episode, i].sum() for i in range(N) for start in (0, episode)]

@@ -692,13 +692,13 @@ def test_training_writes_a_png_and_event_files(trained):
     agreement = events.Scalars("reward/action_order_agreement")
     assert len(agreement) == 1 and agreement[0].value == pytest.approx(summary["action_order_agreement"], rel=1e-6)
     steps = [e.step for e in events.Scalars("val/accuracy")]
-    assert steps == list(range(250, summary["steps"] + 1, 250))
+    assert steps == list(range(100, summary["steps"] + 1, 100))
     # early stopping keeps the best held-out weights: the summary scores those, not the last ones
     val_loss = {e.step: e.value for e in events.Scalars("val/loss")}
     assert summary["val_loss"] == pytest.approx(val_loss[summary["best_step"]], rel=1e-5)
     assert val_loss[summary["best_step"]] <= min(val_loss.values()) + 1e-3  # --min-delta
     if summary["stopped_early"]:
-        assert summary["steps"] - summary["best_step"] == 4 * 250  # --patience (default 4) evaluations without progress
+        assert summary["steps"] - summary["best_step"] == 4 * 100  # --patience (default 4) evaluations (--eval-every 100) without progress
         assert val_loss[summary["steps"]] != pytest.approx(summary["val_loss"], rel=1e-5)
     # nothing written into the working directory
     assert not os.path.exists(os.path.join(ROOT, "runs", os.path.basename(runs[0])))
@@ -877,7 +877,7 @@ def test_init_continues_from_a_model_file_with_its_architecture(prefs_db, tmp_pa
 def test_without_held_out_labels_early_stopping_watches_the_training_loss(tmp_path):
     """A handful of human labels leave no held-out split: training must still stop, not run 100,000 steps."""
     path = generate(tmp_path / "p.db", "--validation-fraction", 0, n=200)
-    summary = train(path, tmp_path / "m.pt", tmp_path / "runs", "--eval-every", 50, "--patience", 3)
+    summary = train(path, tmp_path / "m.pt", tmp_path / "runs", "--eval-every", 50, "--patience", 3, "--max-steps", 100_000)
     assert summary["n_validation"] == 0 and np.isnan(summary["val_accuracy"])
     assert summary["stopped_early"] and summary["steps"] < 20_000
     assert summary["steps"] - summary["best_step"] == 3 * 50
