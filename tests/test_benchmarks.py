@@ -110,3 +110,135 @@ def test_robustness_table_has_a_row_per_seed_and_the_worst_row(robust):
     assert worst_accuracy == pytest.approx(min(r["reward"]["val_accuracy"] for r in results.values()), abs=1e-4)
     with open(out / "robustness.json") as f:
         assert json.load(f)["args"]["runs"] == ["fast"]
+
+
+# --- benchmarks/versus_writeup.py and benchmarks/writeup_reference.py ------------------------------
+
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import sqlite3  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from gymnasium.utils.env_checker import check_env  # noqa: E402
+
+import moving_dot as md  # noqa: E402
+import versus_writeup  # noqa: E402
+import writeup_reference as wr  # noqa: E402
+
+TINY_VERSUS = ["--n-comparisons", "300", "--reference-reward-steps", "20", "--reference-ppo-steps", "512", "--ppo-steps", "1024",
+               "--reward-max-steps", "20", "--fast-steps", "1024", "--eval-episodes", "2"]
+
+
+@pytest.fixture(scope="module")
+def versus(tmp_path_factory):
+    """Both pipelines on tiny sizes, one round. One torch thread in every stage: a test checks
+    behaviour, and the reference's default threads crawl on a busy machine."""
+    out = tmp_path_factory.mktemp("versus") / "versus.json"
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
+        mp.setenv("OMP_NUM_THREADS", "1")
+        returned = versus_writeup.main(versus_writeup.parse_args([*TINY_VERSUS, "--out", str(out)]))
+    with open(out) as f:
+        return json.load(f), returned, printed.getvalue()
+
+
+def test_versus_has_every_row_and_each_ratio_is_reference_wall_over_ours(versus):
+    record, returned, _ = versus
+    assert [row["row"] for row in record["rows"]] == ["reward stage", "PPO --rlhf (the write-up's workload)", "nothing -> trained agent"]
+    for row in record["rows"]:
+        for side in ("ours", "reference"):
+            assert row[side]["wall_s"] > 0 and row[side]["cpu_s"] > 0 and row[side]["peak_mb"] > 50
+        assert row["ratio_wall"] == pytest.approx(row["reference"]["wall_s"] / row["ours"]["wall_s"])
+    # the pipeline rows are the stage processes one after the other: ours as `make run` runs them
+    ours, reference = record["stages"]["ours"], record["stages"]["reference"]
+    pipeline = record["rows"][2]
+    assert pipeline["ours"]["wall_s"] == pytest.approx(sum(ours[s]["wall_s"] for s in ("generate", "reward", "fast")))
+    assert pipeline["reference"]["wall_s"] == pytest.approx(sum(reference[s]["wall_s"] for s in ("generate", "reward", "ppo")))
+    assert pipeline["ours"]["greedy"] == ours["fast"]["greedy"] and -1 <= pipeline["ours"]["sampled"] <= 1
+    assert ours["ppo"]["steps"] == 1024 and ours["fast"]["steps"] == 1024  # the shrinking flags reached our stages
+    assert record["shrunk"] and set(record["machine"]) == {"platform", "python", "cpus", "processor"}
+    assert record["rows"] == json.loads(json.dumps(returned["rows"]))
+
+
+def test_versus_marks_and_scales_the_shortened_reference_runs(versus):
+    record, _, printed = versus
+    reward_row, ppo_row, pipeline = record["rows"]
+    assert reward_row["extrapolated"] and ppo_row["extrapolated"] and pipeline["extrapolated"]
+    reference = record["stages"]["reference"]
+    assert not reference["generate"]["extrapolated"]  # 300 comparisons asked, 300 made
+    for stage, target in (("reward", 100_000), ("ppo", 1024)):
+        r = reference[stage]
+        assert r["factor"] == pytest.approx(target / r["steps"])
+        assert r["wall_s"] == pytest.approx(r["measured_wall_s"] + (r["factor"] - 1) * r["loop_wall_s"])
+        assert 0 < r["loop_wall_s"] < r["measured_wall_s"]  # start-up is not scaled
+    assert reference["reward"]["steps"] == 20 and reference["ppo"]["steps"] == 512
+    # the printed table: what the write-up's side is, every scaled row said to be, the shrinking flags named
+    assert "reference-mode reproduction" in printed and "cannot be reached" in printed
+    for row in record["rows"]:
+        line = next(line for line in printed.splitlines() if line.startswith(row["row"]))
+        assert line.endswith("extrapolated") and f"{row['ratio_wall']:.1f}x" in line
+    assert "SHRUNK for a test (--ppo-steps" in printed
+
+
+def test_versus_defaults_are_the_full_workloads_and_extrapolate_only_shortened_runs():
+    args = versus_writeup.parse_args([])
+    assert (args.reference_reward_steps, args.reference_ppo_steps, args.shrunk) == (100_000, 1_000_000, [])
+    quick = versus_writeup.parse_args(["--quick"])
+    assert (quick.reference_reward_steps, quick.reference_ppo_steps, quick.ppo_steps) == (10_000, 100_000, 1_000_000)
+    full = {"wall_s": 10.0, "cpu_s": 12.0, "peak_mb": 300.0, "steps": 1000, "loop_wall_s": 8.0, "loop_cpu_s": 9.0}
+    assert versus_writeup.extrapolate(full, 1000) == {**full, "extrapolated": False, "factor": 1.0}
+    assert versus_writeup.extrapolate(full, 10_000)["wall_s"] == pytest.approx(10.0 + 9 * 8.0)
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_reference_generator_labels_follow_the_distance_heuristic(tmp_path):
+    path = tmp_path / "preferences.db"
+    wr.main(wr.parse_args(["generate", "--seed", "3", "--db", str(path), "--n-segments", "200", "--n-comparisons", "300"]))
+    rows = sqlite3.connect(path).execute("SELECT * FROM preferences").fetchall()
+    assert len(rows) == 300 and all(len(row) == 9 for row in rows) and [row[0] for row in rows] == list(range(300))
+    labels = set()
+    for _, x1, y1, a1, x2, y2, a2, mu1, mu2 in rows:
+        for x, y, a in ((x1, y1, a1), (x2, y2, a2)):
+            assert md.X_MIN <= x <= md.X_MAX and md.Y_MIN <= y <= md.Y_MAX and 0 <= a < md.N_ACTIONS
+        # closed distance, computed here from moving_dot's geometry
+        move1, move2 = (np.linalg.norm(np.array(p) - md.CENTRE) - np.linalg.norm(np.array(p) + md.ACTION_DELTAS[a] - md.CENTRE)
+                        for p, a in (((x1, y1), a1), ((x2, y2), a2)))
+        assert (mu1, mu2) == ((1.0, 0.0) if move1 > move2 else (0.0, 1.0) if move2 > move1 else (0.5, 0.5))
+        labels.add((mu1, mu2))
+    assert labels == {(1.0, 0.0), (0.0, 1.0), (0.5, 0.5)}
+    with pytest.raises(SystemExit):  # an existing DB is never appended to
+        wr.main(wr.parse_args(["generate", "--db", str(path)]))
+
+
+def test_reference_reward_stage_loss_goes_down(tmp_path, one_thread):
+    db_path, model_path = tmp_path / "preferences.db", tmp_path / "rewards_model"
+    wr.main(wr.parse_args(["generate", "--seed", "1", "--db", str(db_path), "--n-segments", "1000", "--n-comparisons", "1000"]))
+    losses = wr.main(wr.parse_args(["reward", "--seed", "1", "--db", str(db_path), "--out", str(model_path), "--steps", "400"]))
+    # from about chance (128 ln 2 = 88.7 a batch); the write-up's lr 2.5e-4 needs its 100,000 steps to get far
+    assert len(losses) == 400 and np.mean(losses[-50:]) < min(0.95 * np.mean(losses[:50]), 128 * np.log(2) - 2)
+    network = wr.mlp(3, 1, 1.0)
+    network.load_state_dict(torch.load(model_path, weights_only=True))  # the write-up's file: a bare state_dict
+
+
+def test_reference_env_has_moving_dots_geometry():
+    env = wr.MovingDotEnv()
+    check_env(env, skip_render_check=True)
+    rng = np.random.default_rng(0)
+    for state, action in zip(rng.integers(md.N_STATES, size=300), rng.integers(md.N_ACTIONS, size=300)):
+        env.position = md.POSITIONS[state].copy()
+        obs, reward, terminated, truncated, _ = env.step(action)
+        assert (obs == md.OBS_TABLE[md.NEXT_STATE[state, action]]).all() and reward == md.TRUE_REWARD[state, action]
+        assert not terminated and not truncated
+    for x, y in ((md.X_MIN, md.Y_MIN), (md.X_MAX, md.Y_MAX)):  # the walls
+        for action in range(md.N_ACTIONS):
+            env.position = np.array([x, y])
+            env.step(action)
+            assert md.X_MIN <= env.position[0] <= md.X_MAX and md.Y_MIN <= env.position[1] <= md.Y_MAX
