@@ -107,11 +107,10 @@ def gae(rewards, values, dones, next_value, gamma, lam):
     return advantages
 
 
-def clip_grad_norm(params, max_norm):
-    """torch.nn.utils.clip_grad_norm_ in three kernels: it runs on every minibatch."""
-    grads = [p.grad for p in params]
-    total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (total_norm + 1e-6), max=1.0))
+def clip_grad_norm(grad, max_norm):
+    """torch.nn.utils.clip_grad_norm_ on the optimizer's flat gradient buffer, in three kernels:
+    it runs on every minibatch."""
+    grad.mul_(torch.clamp(max_norm / (torch.linalg.vector_norm(grad) + 1e-6), max=1.0))
 
 
 def make_gif(path, positions, every=2):
@@ -150,8 +149,7 @@ def main(args):
         agent.train()
     else:
         agent, checkpoint = agent_lib.Agent().to(device), {}
-    params = list(agent.parameters())
-    optimizer = adam.Adam(params, lr=args.learning_rate, eps=1e-5)
+    optimizer = adam.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     if checkpoint.get("optimizer"):  # Adam's moments carry over; the step size is this run's
         optimizer.load_state_dict(checkpoint["optimizer"])
         optimizer.lr = args.learning_rate
@@ -254,7 +252,7 @@ def main(args):
                 loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
                 optimizer.zero_grad()
                 loss.backward()
-                clip_grad_norm(params, args.max_grad_norm)
+                clip_grad_norm(optimizer.grad, args.max_grad_norm)
                 optimizer.step()
             if args.target_kl is not None and approx_kls[-1] > args.target_kl:
                 break
