@@ -16,7 +16,6 @@ greedy policy's normalized return on fixed starts.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,8 +25,10 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import agent as agent_lib  # noqa: E402
+import timing  # noqa: E402
 import db  # noqa: E402
 import reward_model as rm  # noqa: E402
 
@@ -42,15 +43,8 @@ def parse_args(argv=None):
 
 
 def run_stage(args, workdir):
-    """Run one stage script; return wall s, CPU s (user + system) and peak MB of that process."""
-    start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, *args], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    if status != 0:
-        sys.exit(f"benchmark: {' '.join(args)} failed:\n{output}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}
+    """timing.run_stage without the output: wall s, CPU s and peak MB of one stage."""
+    return {k: v for k, v in timing.run_stage(args, workdir, "benchmark").items() if k != "output"}
 
 
 def main(args):
@@ -118,8 +112,7 @@ def main(args):
         print(f"{row['stage']:<48}{row['wall_s']:>8.1f}{row['cpu_s']:>8.1f}{row['peak_mb']:>9.0f}{steps:>10}  {quality}")
         if "rlhf_overhead" in row:
             print(f"{'':<48}--rlhf overhead over the env reward: {100 * row['rlhf_overhead']:+.1f}% wall")
-    machine = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-               "processor": platform.processor()}
+    machine = timing.machine()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"machine": machine, "quick": args.quick, "seed": args.seed, "rows": rows}, f, indent=2)

@@ -31,7 +31,6 @@ of them says so, and its ratios are not the comparison. Writes JSON (--out) with
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -41,8 +40,10 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import agent as agent_lib  # noqa: E402
+import timing  # noqa: E402
 
 REFERENCE = os.path.join(ROOT, "benchmarks", "writeup_reference.py")
 WRITEUP_REWARD_STEPS = 100_000  # the write-up's reward model training
@@ -83,18 +84,6 @@ def parse_args(argv=None):
         ("--reward-max-steps", args.reward_max_steps, None), ("--fast-steps", args.fast_steps, None),
         ("--eval-episodes", args.eval_episodes, None)) if value != default]
     return args
-
-
-def run_stage(args, workdir):
-    """Run one stage script; return wall s, CPU s (user + system), peak MB of that process, and its output."""
-    start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, *args], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    if status != 0:
-        sys.exit(f"versus_writeup: {' '.join(args)} failed:\n{output}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024, "output": output}
 
 
 def reported_timing(output):
@@ -176,7 +165,7 @@ def main(args):
                         continue
                     name, command = commands[i]
                     print(f"round {round_ + 1}/{args.repeats}: {side} {name} ...", flush=True)
-                    result = run_stage(command, workdir)
+                    result = timing.run_stage(command, workdir, "versus_writeup")
                     output = result.pop("output")
                     if side == "reference":
                         result = extrapolate({**result, **reported_timing(output)}, targets[name])
@@ -234,8 +223,7 @@ def main(args):
           f" {fmt_steps(ours['ppo']['steps'])}-step --rlhf run {ours['ppo']['greedy']:.4f}, {ours['ppo']['sampled']:.4f}."
           f" The reference does not evaluate its agent (the write-up reports training returns only).")
 
-    machine = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-               "processor": platform.processor()}
+    machine = timing.machine()
     record = {"machine": machine, "load_average": {"start": load_start, "end": load_end}, "reference_mode": MODE,
               "quick": args.quick, "seed": args.seed, "repeats": args.repeats, "shrunk": args.shrunk, "targets": targets,
               "reference_steps": {"reward": args.reference_reward_steps, "ppo": args.reference_ppo_steps},

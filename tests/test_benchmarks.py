@@ -242,3 +242,40 @@ def test_reference_env_has_moving_dots_geometry():
             env.position = np.array([x, y])
             env.step(action)
             assert md.X_MIN <= env.position[0] <= md.X_MAX and md.Y_MIN <= env.position[1] <= md.Y_MAX
+
+
+# --- benchmarks/reward_recipes.py and benchmarks/before_after.py ----------------------------------
+
+def test_reward_recipes_trains_each_recipe_on_each_seed_and_reports_what_the_trainer_did(tmp_path, capsys):
+    import reward_recipes
+    out = tmp_path / "recipes.json"
+    results = reward_recipes.main(reward_recipes.parse_args(
+        ["--seeds", "1", "2", "--recipe", "short=--max-steps 30", "--recipe", "longer=--max-steps 60 --batch-size 64",
+         "--out", str(out)]))
+    assert list(results) == ["short", "longer"]
+    assert [r["seed"] for r in results["short"]] == [1, 2]
+    assert [r["steps"] for r in results["short"]] == [30, 30] and [r["steps"] for r in results["longer"]] == [60, 60]
+    for rows in results.values():
+        for r in rows:
+            assert 0.5 < r["val_accuracy"] <= 1 and 0 <= r["worst_optimal_policy"] <= 1 and r["train_seconds"] > 0
+    printed = capsys.readouterr().out
+    assert "short" in printed and "longer" in printed
+    with open(out) as f:
+        assert json.load(f)["recipes"] == {"short": "--max-steps 30", "longer": "--max-steps 60 --batch-size 64"}
+
+
+def test_reward_recipes_refuses_a_recipe_without_a_name(capsys):
+    import reward_recipes
+    with pytest.raises(SystemExit) as e:
+        reward_recipes.parse_args(["--recipe", "--max-steps 30"])
+    assert e.value.code == 2 and "NAME=FLAGS" in capsys.readouterr().err
+
+
+def test_before_after_checks_out_a_commit_and_refuses_a_bad_one(tmp_path):
+    import before_after
+    before_after.checkout("HEAD", str(tmp_path))
+    for name in ("make_preferences_db.py", "train_reward_model.py", "ppo_rlhf.py", "reward_model.py"):
+        assert (tmp_path / name).is_file()
+    with pytest.raises(SystemExit) as e:
+        before_after.checkout("no-such-revision-xyz", str(tmp_path / "bad"))
+    assert "no-such-revision-xyz" in str(e.value) and "revision" in str(e.value)
