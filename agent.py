@@ -65,15 +65,6 @@ class Agent(nn.Module):
         entropy = -(log_probs.exp() * log_probs).sum(-1)
         return action, log_prob, entropy, self.critic(x).squeeze(-1)
 
-    def sample_action_and_value(self, obs):
-        """(action, log-prob, value) with the action sampled: the rollout's view, kept lean
-        because it runs on every env step."""
-        x = self.normalize(obs)
-        log_probs = self.actor(x).log_softmax(-1)
-        gumbel = -torch.log(-torch.log(torch.rand_like(log_probs)))  # Gumbel-max: a sample of softmax(logits)
-        action = (log_probs + gumbel).argmax(-1)
-        return action, log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), self.critic(x).squeeze(-1)
-
     @torch.no_grad()
     def numpy_policy(self):
         """A numpy copy of both networks for the rollout: obs (N, 2) -> (logits (N, 5), values (N,)).
@@ -105,14 +96,6 @@ class Agent(nn.Module):
             return out[:, :md.N_ACTIONS], out[:, md.N_ACTIONS]
 
         return policy
-
-    @torch.no_grad()
-    def act(self, obs, greedy=True, generator=None):
-        """Actions for a batch of observations: the most likely one, or a sample."""
-        logits = self.actor(self.normalize(obs))
-        if greedy:
-            return logits.argmax(-1)
-        return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
 
 @torch.no_grad()

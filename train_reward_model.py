@@ -10,8 +10,8 @@ over every (position, action) of the field. By default the reward is r(o, a, o')
 phi(o), a 3-member ensemble's mean: no loop of states earns anything (README, "Judging a learned
 reward"). The write-up's recipe is `--reward-form state-action --activation tanh
 --ensemble-size 1 --position-scale 1 --learning-rate 2.5e-4 --no-anneal-lr --batch-size 128
---max-steps 100000 --ema-decay 0`. Writes the model file (--out), TensorBoard logs under runs/ and a PNG of
-the learned reward (--plot).
+--max-steps 100000 --ema-decay 0`. Writes the model file (--out), TensorBoard logs under
+runs/ and a PNG of the learned reward (--plot).
 """
 
 import argparse
