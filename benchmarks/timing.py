@@ -22,4 +22,4 @@ def run_stage(args, workdir, caller):
 
 def machine():
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "processor": platform.processor(), "load_average_1min": os.getloadavg()[0]}
+            "processor": platform.processor()}
