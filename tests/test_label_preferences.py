@@ -379,8 +379,10 @@ def test_the_server_listens_on_localhost_and_prints_the_url(queries):
     import urllib.request
 
     assert lp.parse_args([]).host == "127.0.0.1"
+    # a suite started in the background (`make test &`) ignores SIGINT, and a child inherits that: Ctrl+C is the default here
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, "label_preferences.py"), "--db", queries, "--port", "0",
-                                "--labeler", "carol"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                                "--labeler", "carol"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert "20 pending" in process.stdout.readline()
         url = process.stdout.readline().split()[2]
