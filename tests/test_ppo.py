@@ -645,3 +645,50 @@ def test_make_gif_of_an_agent_that_never_lands_on_the_centre_is_short(tmp_path):
             image.seek(frame)
             total += image.info["duration"]
     assert total == 40 * ((int(md.MANHATTAN.max()) + 40 + 1) // 2)  # the longest way to the centre and 40 steps, not 2000
+
+
+# --- the evaluation from the policy's table -----------------------------------------------------
+
+def _stepped_returns(agent, n_episodes, seed, greedy, rng=None):
+    """The evaluation done the slow way: the env stepped with the torch actor's actions."""
+    envs = md.MovingDotVectorEnv(num_envs=n_episodes)
+    obs, info = envs.reset(seed=seed)
+    optimal, total = info["optimal_return"], np.zeros(n_episodes)
+    with torch.no_grad():
+        for _ in range(envs.max_episode_steps):
+            logits = agent.actor(agent.normalize(torch.as_tensor(obs)))
+            action = logits.argmax(-1) if greedy else torch.multinomial(logits.softmax(-1), 1, generator=rng).squeeze(-1)
+            obs, reward, _, _, _ = envs.step(action.numpy())
+            total += reward
+    return total, optimal
+
+
+def test_greedy_evaluation_walks_the_table_exactly_as_the_env_steps():
+    torch.manual_seed(3)
+    agent = agent_lib.Agent().eval()  # an untrained agent: a policy with no reason to reach the centre
+    total, optimal = _stepped_returns(agent, 8, 123, greedy=True)
+    result = agent_lib.evaluate(agent, 8, 123, greedy=True, capture=True)
+    assert result["true_return"] == pytest.approx(total.mean()) and result["optimal_return"] == pytest.approx(optimal.mean())
+    assert result["normalized_return"] == pytest.approx(md.normalized_return(total, optimal))
+    path = result["path"]  # the first episode, start included, one position per step
+    assert path.shape == (md.MAX_EPISODE_STEPS + 1, 2)
+    assert np.abs(np.diff(path, axis=0)).sum(1).max() <= 1
+
+
+def test_sampled_evaluation_draws_from_the_policy():
+    """A sharp policy (logits scaled up) samples its argmax nearly always: the sampled figure is the
+    greedy one; a flat one (all logits 0) wanders: its return is far below the greedy walk's."""
+    torch.manual_seed(4)
+    agent = agent_lib.Agent().eval()
+    with torch.no_grad():
+        agent.actor[-1].weight.mul_(1e7)
+        agent.actor[-1].bias.mul_(1e7)
+    sharp = agent_lib.evaluate(agent, 10, 7, greedy=False)
+    assert sharp == agent_lib.evaluate(agent, 10, 7, greedy=True)
+    with torch.no_grad():
+        agent.actor[-1].weight.zero_()
+        agent.actor[-1].bias.zero_()
+    flat = agent_lib.evaluate(agent, 50, 7, greedy=False)
+    total, _ = _stepped_returns(agent, 50, 7, greedy=False, rng=torch.Generator().manual_seed(0))
+    assert abs(flat["true_return"]) < 10 and abs(total.mean()) < 10  # a random walk's mean true return is about 0
+    assert flat == agent_lib.evaluate(agent, 50, 7, greedy=False)  # seeded: the same draws every time
