@@ -124,7 +124,8 @@ def evaluate(agent: Agent, n_episodes=100, seed=100_000, greedy=True, capture=Fa
             action = np.minimum((cumulative[state] < u[:, None]).sum(1), md.N_ACTIONS - 1)
             total += md.TRUE_REWARD[state, action]
             state = md.NEXT_STATE[state, action]
-            states.append(state[0])
+            if capture:
+                states.append(state[0])
     optimal = md.MANHATTAN[starts]
     result = {"true_return": float(total.mean()), "optimal_return": float(optimal.mean()),
               "normalized_return": md.normalized_return(total, optimal)}

@@ -28,6 +28,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import checkpoints  # noqa: E402
+import cli  # noqa: E402
 import timing  # noqa: E402
 
 STAGES = ("generate", "reward", "ppo")
@@ -37,13 +38,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="make run's three stages at --base and now, side by side.")
     p.add_argument("--base", required=True, help="the earlier commit (any git revision)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="a whole pipeline per seed")
-    p.add_argument("--repeats", type=int, default=2, help="rounds over the seeds, alternating which side goes first")
-    p.add_argument("--ppo-steps", type=int, default=None, help="shrink PPO (tests only; default: the fast preset's)")
+    p.add_argument("--repeats", type=cli.positive_int, default=2, help="rounds over the seeds, alternating which side goes first")
+    p.add_argument("--ppo-steps", type=cli.positive_int, default=None, help="shrink PPO (tests only; default: the fast preset's)")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "before_after.json"), help="JSON results file")
-    args = p.parse_args(argv)
-    if args.repeats < 1:
-        p.error("--repeats must be >= 1")
-    return args
+    return p.parse_args(argv)
 
 
 def checkout(revision, folder):

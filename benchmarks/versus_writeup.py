@@ -43,6 +43,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import agent as agent_lib  # noqa: E402
+import cli  # noqa: E402
 import timing  # noqa: E402
 
 REFERENCE = os.path.join(ROOT, "benchmarks", "writeup_reference.py")
@@ -57,22 +58,20 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="The write-up's pipeline (reference mode) and ours side by side; prints the ratios.")
     p.add_argument("--seed", type=int, default=1, help="seed of every stage, both sides")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "versus_writeup.json"), help="JSON results file")
-    p.add_argument("--repeats", type=int, default=1, help="rounds of both sides, alternating which goes first")
+    p.add_argument("--repeats", type=cli.positive_int, default=1, help="rounds of both sides, alternating which goes first")
     p.add_argument("--quick", action="store_true",
                    help="the reference's reward stage at 10,000 steps and PPO at 100,000, extrapolated to the full workloads")
-    p.add_argument("--reference-reward-steps", type=int, default=None,
+    p.add_argument("--reference-reward-steps", type=cli.positive_int, default=None,
                    help="steps the reference's reward stage runs (default: 100,000, the write-up's; 10,000 with --quick)")
-    p.add_argument("--reference-ppo-steps", type=int, default=None,
+    p.add_argument("--reference-ppo-steps", type=cli.positive_int, default=None,
                    help="steps the reference's PPO runs (default: --ppo-steps; 100,000 with --quick)")
-    p.add_argument("--ppo-steps", type=int, default=WRITEUP_PPO_STEPS,
+    p.add_argument("--ppo-steps", type=cli.positive_int, default=WRITEUP_PPO_STEPS,
                    help="PPO workload of the comparison: our --rlhf run's steps, and the reference's after extrapolation (write-up: 1000000)")
-    p.add_argument("--n-comparisons", type=int, default=10_000, help="segments and comparisons of both generators (write-up: 10000)")
-    p.add_argument("--reward-max-steps", type=int, default=None, help="for tests: cap our reward model's steps (default: its own)")
-    p.add_argument("--fast-steps", type=int, default=None, help="for tests: our fast preset's steps (default: the preset's)")
-    p.add_argument("--eval-episodes", type=int, default=None, help="for tests: our PPO runs' evaluation episodes (default: their own)")
+    p.add_argument("--n-comparisons", type=cli.positive_int, default=10_000, help="segments and comparisons of both generators (write-up: 10000)")
+    p.add_argument("--reward-max-steps", type=cli.positive_int, default=None, help="for tests: cap our reward model's steps (default: its own)")
+    p.add_argument("--fast-steps", type=cli.positive_int, default=None, help="for tests: our fast preset's steps (default: the preset's)")
+    p.add_argument("--eval-episodes", type=cli.positive_int, default=None, help="for tests: our PPO runs' evaluation episodes (default: their own)")
     args = p.parse_args(argv)
-    if args.repeats < 1:
-        p.error("--repeats must be >= 1")
     if args.ppo_steps < PPO_BATCH:
         p.error(f"--ppo-steps must be >= {PPO_BATCH} (one PPO iteration)")
     args.reference_reward_steps = args.reference_reward_steps or (10_000 if args.quick else WRITEUP_REWARD_STEPS)
