@@ -1,11 +1,23 @@
 """The preferences database: every SQL statement of the project lives here.
 
 An SQLite file with four tables (the README documents them):
-  metadata(key, value)            format, schema version, env parameters, segment length,
-                                  and one entry per generator run (its arguments and seed)
-  segments(id, length, source, batch)
-  steps(segment_id, t, x, y, action)  observation o_t and action a_t for t < length, and the
-                                  observation after the last action at t = length (action NULL)
+  metadata(key, value)            format, schema version, the env (id, spaces, time limit),
+                                  segment length, and one entry per generator run (its arguments and seed)
+  segments(id, length, source, batch, reset_seed, start_step, replay_actions)
+                                  where a segment came from: the episode's reset seed, the step
+                                  it starts at and the episode's actions up to its end, so that
+                                  it can be replayed and rendered for a person (NULL for the
+                                  moving dot's single steps, which are drawn, not rolled out)
+  steps(segment_id, t, obs, action, reward, absorbing)
+                                  observation o_t (float32 bytes), action a_t (int64 bytes for a
+                                  Discrete action, float32 bytes for a Box) and the env's reward
+                                  for t < length; the observation after the last action at
+                                  t = length (action and reward NULL). absorbing = 1 for a step
+                                  after the episode terminated: the segment stays in the terminal
+                                  observation with reward 0 (C17 removed variable-length episodes;
+                                  a fixed length with an absorbing end keeps every segment
+                                  comparable, and a segment that ends an episode early can be told
+                                  from one that does not).
   comparisons(id, segment1_id, segment2_id, split, status, mu1, mu2, label_source, labeler,
               labeled_at, created_at, batch, lease_token, lease_expires)
 
@@ -29,7 +41,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 FORMAT = "moving-dot-rlhf-preferences"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: any env (observations and actions as bytes, the env reward, replay info)
 SPLITS = ("train", "validation")
 STATUSES = ("pending", "labeled", "incomparable")
 LABEL_SOURCES = ("synthetic", "human")
@@ -40,17 +52,21 @@ CREATE TABLE metadata (
     value TEXT NOT NULL                     -- JSON
 );
 CREATE TABLE segments (
-    id     INTEGER PRIMARY KEY,
-    length INTEGER NOT NULL CHECK (length >= 1),
-    source TEXT NOT NULL,                   -- uniform | random_policy | policy
-    batch  INTEGER NOT NULL                 -- index of the generator run that made it
+    id             INTEGER PRIMARY KEY,
+    length         INTEGER NOT NULL CHECK (length >= 1),
+    source         TEXT NOT NULL,           -- uniform | random_policy | policy
+    batch          INTEGER NOT NULL,        -- index of the generator run that made it
+    reset_seed     INTEGER,                 -- the episode's env.reset(seed=...) ...
+    start_step     INTEGER,                 -- ... the step of the episode where the segment starts ...
+    replay_actions BLOB                     -- ... and the episode's actions up to the segment's end
 );
 CREATE TABLE steps (
     segment_id INTEGER NOT NULL REFERENCES segments(id) ON DELETE CASCADE,
     t          INTEGER NOT NULL CHECK (t >= 0),
-    x          INTEGER NOT NULL,
-    y          INTEGER NOT NULL,
-    action     INTEGER CHECK (action BETWEEN 0 AND 4),  -- NULL at t = length
+    obs        BLOB NOT NULL,               -- float32 bytes
+    action     BLOB,                        -- NULL at t = length
+    reward     REAL,                        -- the env's reward of step t, NULL at t = length
+    absorbing  INTEGER NOT NULL DEFAULT 0 CHECK (absorbing IN (0, 1)),
     PRIMARY KEY (segment_id, t)
 ) WITHOUT ROWID;
 CREATE TABLE comparisons (
@@ -85,15 +101,21 @@ class PreferencesDBError(Exception):
 class Comparisons:
     """Comparisons with their two segments, as arrays ready for training.
 
-    obs*: (n, k + 1, 2) int positions o_0..o_k; actions*: (n, k) ints; mu*: (n,) float32
-    (NaN where not labeled); validation: (n,) bool, True for the held-out split.
+    obs*: (n, k + 1, d) float32 observations o_0..o_k; actions*: (n, k) int64 for a Discrete
+    action, (n, k, d) float32 for a Box; rewards*: (n, k) float32, the env's; absorbing*: (n, k)
+    bool, the steps after the episode terminated; mu*: (n,) float32 (NaN where not labeled);
+    validation: (n,) bool, True for the held-out split.
     """
 
     ids: np.ndarray
     obs1: np.ndarray
     actions1: np.ndarray
+    rewards1: np.ndarray
+    absorbing1: np.ndarray
     obs2: np.ndarray
     actions2: np.ndarray
+    rewards2: np.ndarray
+    absorbing2: np.ndarray
     mu1: np.ndarray
     mu2: np.ndarray
     validation: np.ndarray
@@ -103,6 +125,11 @@ class Comparisons:
 
     def subset(self, mask) -> "Comparisons":
         return Comparisons(**{name: getattr(self, name)[mask] for name in self.__dataclass_fields__})
+
+
+def action_dtype(env_params: dict):
+    """How a DB stores the env's actions: int64 indices for a Discrete space, float32 vectors for a Box."""
+    return np.int64 if env_params["action_space"]["type"] == "Discrete" else np.float32
 
 
 def _now() -> str:
@@ -130,6 +157,9 @@ def _check(conn: sqlite3.Connection, path: str) -> dict:
         raise PreferencesDBError(f"{foreign}, or a damaged one ({e}); point --db at a file made by make_preferences_db.py") from None
     if meta.get("format") != FORMAT:
         raise PreferencesDBError(f"{path} is not a preferences DB (format {meta.get('format')!r}); point --db at a file made by make_preferences_db.py")
+    if meta.get("schema_version") == 1:
+        raise PreferencesDBError(f"{path} has schema version 1 (the moving dot only); migrate it, keeping every label, with"
+                                 f" `python make_preferences_db.py --migrate --db {path}` (the old file is kept as {path}.v1)")
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise PreferencesDBError(f"{path} has schema version {meta.get('schema_version')}, this code reads version {SCHEMA_VERSION}; {regenerate}")
     return meta
@@ -184,18 +214,24 @@ def _build_new(path: str, overwrite: bool, fill) -> None:
 
 
 def write_generation(path: str, mode: str, *, env_params: dict, run_info: dict, obs, actions, source: str,
-                     pairs, validation, status, mu1, labeler: str | None = None) -> dict:
-    """Store one generator run: segments (obs (S, k+1, 2), actions (S, k)) and comparisons
-    (pairs (n, 2) indices into those segments, validation (n,) bool, status (n,) strings,
-    mu1 (n,) floats, NaN where not labeled). All or nothing.
+                     pairs, validation, status, mu1, rewards=None, absorbing=None, replay=None, labeler: str | None = None) -> dict:
+    """Store one generator run: segments (obs (S, k+1, d), actions (S, k) or (S, k, d), the env's
+    rewards (S, k), absorbing (S, k) bool; replay: None, or (reset_seed (S,), start_step (S,),
+    replay_actions: S arrays) to replay each segment from its episode's reset) and comparisons
+    (pairs (n, 2) indices into those segments, validation (n,) bool, status (n,) strings, mu1 (n,)
+    floats, NaN where not labeled). All or nothing.
 
     mode: 'create' (refuses an existing file), 'overwrite' (replaces it atomically) or
     'append' (adds to an existing DB with the same env and segment length).
     Returns the run's entry in the metadata.
     """
-    obs, actions = np.asarray(obs, dtype=np.int64), np.asarray(actions, dtype=np.int64)
+    obs, actions = np.asarray(obs, dtype=np.float32), np.asarray(actions, dtype=action_dtype(env_params))
+    n_segments, k = actions.shape[:2]
+    if obs.ndim == 2:  # one number per observation
+        obs = obs[..., None]
+    rewards = np.zeros((n_segments, k)) if rewards is None else np.asarray(rewards, dtype=np.float64)
+    absorbing = np.zeros((n_segments, k), dtype=bool) if absorbing is None else np.asarray(absorbing, dtype=bool)
     pairs, status, mu1 = np.asarray(pairs, dtype=np.int64), np.asarray(status), np.asarray(mu1, dtype=np.float64)
-    n_segments, k = actions.shape
     bad_status = set(np.unique(status).tolist()) - set(STATUSES)
     if bad_status:
         raise ValueError(f"unknown status {sorted(bad_status)}; expected one of {STATUSES}")
@@ -206,12 +242,16 @@ def write_generation(path: str, mode: str, *, env_params: dict, run_info: dict, 
         seg0 = conn.execute("SELECT IFNULL(MAX(id), 0) + 1 FROM segments").fetchone()[0]
         cmp0 = conn.execute("SELECT IFNULL(MAX(id), 0) + 1 FROM comparisons").fetchone()[0]
         seg_ids = seg0 + np.arange(n_segments)
-        conn.executemany("INSERT INTO segments (id, length, source, batch) VALUES (?, ?, ?, ?)",
-                         ((int(i), k, source, batch) for i in seg_ids))
-        t = np.broadcast_to(np.arange(k + 1), (n_segments, k + 1))
-        step_actions = np.concatenate([actions, np.full((n_segments, 1), -1)], axis=1)
-        step_rows = np.stack([np.broadcast_to(seg_ids[:, None], t.shape), t, obs[..., 0], obs[..., 1], step_actions], -1).reshape(-1, 5).tolist()
-        conn.executemany("INSERT INTO steps (segment_id, t, x, y, action) VALUES (?, ?, ?, ?, NULLIF(?, -1))", step_rows)
+        if replay is None:
+            segment_rows = ((int(i), k, source, batch, None, None, None) for i in seg_ids)
+        else:
+            seeds, starts, episode_actions = replay
+            segment_rows = ((int(i), k, source, batch, int(seed), int(start), np.asarray(a, actions.dtype).tobytes())
+                            for i, seed, start, a in zip(seg_ids, seeds, starts, episode_actions))
+        conn.executemany("INSERT INTO segments (id, length, source, batch, reset_seed, start_step, replay_actions)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?)", segment_rows)
+        conn.executemany("INSERT INTO steps (segment_id, t, obs, action, reward, absorbing) VALUES (?, ?, ?, ?, ?, ?)",
+                         _step_rows(seg_ids, obs, actions, rewards, absorbing))
         now = _now()
         labeled = status != "pending"
         mu1_sql = np.where(status == "labeled", mu1, np.nan)
@@ -236,7 +276,9 @@ def write_generation(path: str, mode: str, *, env_params: dict, run_info: dict, 
         conn, meta = connect(path, write=True)
         try:
             if meta["env"] != env_params:
-                raise PreferencesDBError(f"{path} was made for other env parameters ({meta['env']}); use a new --db")
+                stored = meta["env"].get("env_id", "?")
+                raise PreferencesDBError(f"{path} was made for {stored}{' with other parameters' if stored == env_params.get('env_id') else ''}"
+                                         f" ({meta['env']}); pass --env-id {stored} or use a new --db")
             if meta["segment_length"] != k:
                 raise PreferencesDBError(f"{path} holds segments of length {meta['segment_length']}, not {k}; pass --segment-length {meta['segment_length']} or use a new --db")
             conn.execute("BEGIN IMMEDIATE")
@@ -254,6 +296,26 @@ def write_generation(path: str, mode: str, *, env_params: dict, run_info: dict, 
     result = {}
     _build_new(path, mode == "overwrite", lambda conn: result.update(fill(conn, None)))
     return result
+
+
+def _as_bytes(array, rows):
+    """Each of ``rows`` rows of ``array`` as one bytes object (a numpy void view: no per-row calls)."""
+    flat = np.ascontiguousarray(array).reshape(rows, -1)
+    return flat.view(f"V{flat.shape[1] * flat.itemsize}")[:, 0].tolist()
+
+
+def _step_rows(seg_ids, obs, actions, rewards, absorbing):
+    """The steps table's rows of segments (obs (S, k+1, d), actions (S, k[, d]), rewards and
+    absorbing (S, k)); the step t = k has no action and no reward."""
+    n_segments, k = actions.shape[:2]
+    pad = np.zeros((n_segments, 1, *actions.shape[2:]), dtype=actions.dtype)
+    action_rows = _as_bytes(np.concatenate([actions.reshape(n_segments, k, -1), pad.reshape(n_segments, 1, -1)], 1), n_segments * (k + 1))
+    last = np.tile(np.arange(k + 1) == k, n_segments).tolist()
+    reward_rows = np.concatenate([rewards, np.zeros((n_segments, 1))], 1).ravel().tolist()
+    absorbing_rows = np.concatenate([absorbing, np.zeros((n_segments, 1), bool)], 1).ravel().astype(int).tolist()
+    return ((seg, t, o, None if end else a, None if end else r, b) for seg, t, o, a, r, b, end in zip(
+        np.repeat(seg_ids, k + 1).tolist(), np.tile(np.arange(k + 1), n_segments).tolist(), _as_bytes(obs, n_segments * (k + 1)),
+        action_rows, reward_rows, absorbing_rows, last))
 
 
 def _set_metadata(conn: sqlite3.Connection, items: dict) -> None:
@@ -278,22 +340,88 @@ def load_comparisons(path: str, statuses=("labeled",), label_source: str = "all"
         rows = conn.execute(
             f"SELECT id, segment1_id, segment2_id, split = 'validation', IFNULL(mu1, 'NaN'), IFNULL(mu2, 'NaN')"
             f" FROM comparisons WHERE {where} ORDER BY id", params).fetchall()
-        steps = conn.execute("SELECT segment_id, x, y, IFNULL(action, -1) FROM steps ORDER BY segment_id, t").fetchall()
+        segment_ids, obs, actions, rewards, absorbing = segments_arrays(conn, meta)
         conn.execute("COMMIT")
     finally:
         conn.close()
-    k = meta["segment_length"]
     table = np.array(rows, dtype=np.float64).reshape(-1, 6)
-    steps = np.array(steps, dtype=np.int64).reshape(-1, k + 1, 4)
-    segment_ids = steps[:, 0, 0]
     first, second = (np.searchsorted(segment_ids, table[:, c].astype(np.int64)) for c in (1, 2))
     return Comparisons(
         ids=table[:, 0].astype(np.int64),
-        obs1=steps[first, :, 1:3], actions1=steps[first, :k, 3],
-        obs2=steps[second, :, 1:3], actions2=steps[second, :k, 3],
+        obs1=obs[first], actions1=actions[first], rewards1=rewards[first], absorbing1=absorbing[first],
+        obs2=obs[second], actions2=actions[second], rewards2=rewards[second], absorbing2=absorbing[second],
         mu1=table[:, 4].astype(np.float32), mu2=table[:, 5].astype(np.float32),
         validation=table[:, 3].astype(bool),
     )
+
+
+def segments_arrays(conn: sqlite3.Connection, meta: dict, where: str = "", params=()):
+    """Every segment's (ids (S,), obs (S, k+1, d), actions (S, k[, d]), rewards (S, k), absorbing (S, k)),
+    ordered by id: the steps' bytes joined once and read as one array each."""
+    k, d = meta["segment_length"], meta["env"]["observation_shape"][0]
+    dtype = action_dtype(meta["env"])
+    steps = conn.execute(f"SELECT segment_id, obs, IFNULL(action, X''), IFNULL(reward, 0), absorbing FROM steps {where}"
+                         " ORDER BY segment_id, t", params).fetchall()
+    n = len(steps) // (k + 1)
+    if not steps:
+        shape = (0, k) if dtype == np.int64 else (0, k, len(meta["env"]["action_space"]["low"]))
+        return np.zeros(0, np.int64), np.zeros((0, k + 1, d), np.float32), np.zeros(shape, dtype), np.zeros((0, k), np.float32), np.zeros((0, k), bool)
+    ids, obs, action, reward, absorbing = zip(*steps)
+    obs = np.frombuffer(b"".join(obs), dtype=np.float32).reshape(n, k + 1, d)
+    actions = np.frombuffer(b"".join(action), dtype=dtype).reshape(n, k, -1)
+    if dtype == np.int64:
+        actions = actions[..., 0]
+    rewards = np.array(reward, dtype=np.float32).reshape(n, k + 1)[:, :k]
+    absorbing = np.array(absorbing, dtype=bool).reshape(n, k + 1)[:, :k]
+    return np.array(ids[::k + 1], dtype=np.int64), obs, actions, rewards, absorbing
+
+
+def migrate_v1(path: str) -> str:
+    """Rewrite a schema-version-1 DB (the moving dot, positions as x, y columns) as version 2,
+    keeping every segment, comparison, label and lease; the old file is kept as ``path.v1``.
+    Returns the backup's path."""
+    import moving_dot as md  # version 1 only ever held the moving dot
+
+    backup = path + ".v1"
+    if not os.path.exists(path):
+        raise PreferencesDBError(f"preferences DB {path} not found")
+    if os.path.exists(backup):
+        raise PreferencesDBError(f"{backup} already exists (an earlier migration's backup); move it away first")
+    old = _connect(f"file:{path}?mode=ro")
+    try:
+        meta = {key: json.loads(value) for key, value in old.execute("SELECT key, value FROM metadata")}
+        if meta.get("format") != FORMAT or meta.get("schema_version") != 1:
+            raise PreferencesDBError(f"{path} is not a version-1 preferences DB (schema version {meta.get('schema_version')}); nothing to migrate")
+        segments = old.execute("SELECT id, length, source, batch FROM segments ORDER BY id").fetchall()
+        steps = old.execute("SELECT segment_id, t, x, y, action FROM steps ORDER BY segment_id, t").fetchall()
+        columns = [row[1] for row in old.execute("PRAGMA table_info(comparisons)")]
+        comparisons = old.execute(f"SELECT {', '.join(columns)} FROM comparisons ORDER BY id").fetchall()
+    except sqlite3.DatabaseError as e:
+        raise PreferencesDBError(f"{path} cannot be read as a version-1 preferences DB ({e})") from None
+    finally:
+        old.close()
+    import envs  # the dot's spec, as version 2 stores it
+
+    env_params = envs.spec(envs.DEFAULT_ENV_ID).params()
+
+    def fill(conn):
+        conn.executemany("INSERT INTO segments (id, length, source, batch) VALUES (?, ?, ?, ?)", segments)
+        table = np.array([(sid, x, y, -1 if a is None else a) for sid, _, x, y, a in steps], dtype=np.int64).reshape(len(segments), -1, 4)
+        positions, actions = table[..., 1:3], table[:, :-1, 3]
+        rewards = md.TRUE_REWARD[md.position_to_state(positions[:, :-1]), actions]  # the dot's reward is a function of (o, a)
+        conn.executemany("INSERT INTO steps (segment_id, t, obs, action, reward, absorbing) VALUES (?, ?, ?, ?, ?, ?)",
+                         _step_rows(table[:, 0, 0], positions.astype(np.float32), actions, rewards, np.zeros(actions.shape, bool)))
+        conn.executemany(f"INSERT INTO comparisons ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", comparisons)
+        _set_metadata(conn, {**meta, "schema_version": SCHEMA_VERSION, "env": env_params, "migrated_from": {"schema_version": 1, "env": meta.get("env")}})
+
+    tmp = f"{path}.migrating"
+    _build_new(tmp, True, fill)
+    os.replace(path, backup)
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.replace(path + suffix, backup + suffix)
+    os.replace(tmp, path)
+    return backup
 
 
 def count_by_label(path: str) -> dict:
@@ -348,8 +476,31 @@ def _write_transaction(path: str, work):
 
 
 def _segment(conn: sqlite3.Connection, segment_id: int) -> dict:
-    rows = conn.execute("SELECT x, y, action FROM steps WHERE segment_id = ? ORDER BY t", (segment_id,)).fetchall()
-    return {"id": segment_id, "positions": [[x, y] for x, y, _ in rows], "actions": [a for *_, a in rows[:-1]]}
+    meta = {key: json.loads(value) for key, value in conn.execute("SELECT key, value FROM metadata WHERE key IN ('env', 'segment_length')")}
+    _, obs, actions, _, absorbing = segments_arrays(conn, meta, "WHERE segment_id = ?", (segment_id,))
+    replayable = conn.execute("SELECT reset_seed IS NOT NULL FROM segments WHERE id = ?", (segment_id,)).fetchone()[0]
+    return {"id": segment_id, "positions": obs[0].tolist(), "actions": actions[0].tolist(),
+            "absorbing": absorbing[0].tolist(), "replayable": bool(replayable)}
+
+
+def segment_replay(path: str, segment_id: int):
+    """What replays a segment from its episode's start: (reset_seed, start_step, the episode's
+    actions up to the segment's end), or None for a segment that was drawn, not rolled out."""
+    conn, meta = connect(path)
+    try:
+        row = conn.execute("SELECT reset_seed, start_step, replay_actions, length FROM segments WHERE id = ?", (segment_id,)).fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        raise UnknownComparison(f"no segment with id {segment_id} in this DB")
+    seed, start, blob, length = row
+    if seed is None:
+        return None
+    dtype = action_dtype(meta["env"])
+    actions = np.frombuffer(blob, dtype=dtype)
+    if dtype != np.int64:
+        actions = actions.reshape(-1, len(meta["env"]["action_space"]["low"]))
+    return int(seed), int(start), actions
 
 
 def _comparison_for_labeler(conn: sqlite3.Connection, comparison_id: int) -> dict:

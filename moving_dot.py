@@ -207,6 +207,15 @@ class MovingDotVectorEnv(VectorEnv):
         return None
 
 
+def uniform_steps(n, rng):
+    """The write-up's single-step segments: a uniform position and a uniform action each, as
+    (observations (n, 2, 2), actions (n, 1), true rewards (n, 1))."""
+    states = rng.integers(N_STATES, size=n)
+    actions = rng.integers(N_ACTIONS, size=(n, 1))
+    obs = OBS_TABLE[np.stack([states, NEXT_STATE[states, actions[:, 0]]], 1)]
+    return obs, actions, TRUE_REWARD[states, actions[:, 0]][:, None]
+
+
 def optimal_return(positions) -> np.ndarray:
     """The best true return from each start: its Manhattan distance to the centre."""
     return np.abs(np.asarray(positions) - CENTRE).sum(-1)

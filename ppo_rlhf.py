@@ -1,13 +1,19 @@
-"""Stage 3: train a PPO agent in the moving-dot env, on the env reward or on the learned one.
+"""Stage 3: train a PPO agent, on the env reward or on the learned one.
 
     python ppo_rlhf.py --rlhf --reward-model reward_model.pt
-    python ppo_rlhf.py --preset fast --rlhf          # the fastest measured route to a good agent
+    python ppo_rlhf.py --preset fast --rlhf          # the fastest measured route to a good agent on the moving dot
+    python ppo_rlhf.py --env-id MountainCar-v0 --rlhf --reward-model mountain_car_rm.pt
 
-A single-file PPO in the style of CleanRL's ppo.py, on the native vectorized env. With
---rlhf the env reward is replaced by the reward model's r(o_t, a_t, o_t+1), with o_t+1 the
-observation the action led to (the last one of an episode where it was truncated); the true env return is still
-what `charts/episodic_return` reports. Writes TensorBoard logs and the agent file under
-runs/<run name>/, and ends by evaluating the greedy and the sampled policy on fixed starts.
+A single-file PPO in the style of CleanRL's ppo.py (a categorical policy for Discrete actions) and
+ppo_continuous_action.py (a Gaussian policy for Box actions, with observation and reward
+normalization, --norm-obs and --norm-reward), on the moving dot's native vectorized env or
+gymnasium's SyncVectorEnv (envs.py). With --rlhf the env reward is replaced by the reward model's
+r(o_t, a_t, o_t+1), with o_t+1 the observation the action led to (the last one of an episode where
+it ended). An episode that terminates enters the absorbing state the reward model was trained on
+(db.py): its learned reward r(o_T, null action) is paid for ever after, gamma-discounted, which is
+what makes the normalized learned reward's shift harmless. The true env return is still what
+`charts/episodic_return` reports. Writes TensorBoard logs and the agent file under runs/<run
+name>/, and ends by evaluating the greedy and the sampled policy on fixed starts.
 """
 
 import argparse
@@ -23,6 +29,7 @@ from tqdm import tqdm
 import adam
 import agent as agent_lib
 import cli
+import envs as env_lib
 import moving_dot as md
 import reward_model as rm
 
@@ -36,7 +43,7 @@ PRESETS = {
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="PPO on the moving-dot env, on the env reward or (--rlhf) the learned reward.")
+    p = argparse.ArgumentParser(description="PPO on the env reward or (--rlhf) the learned reward.")
     p.add_argument("--seed", type=int, default=1, help="seed of the envs, the init and the sampling")
     p.add_argument("--reward-model", default="reward_model.pt", help="the reward model file used with --rlhf")
     p.add_argument("--save-path", default=None, help="agent file to write (default: runs/<run name>/agent.pt)")
@@ -44,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--resume", default=None, help="continue training a saved agent: its weights, optimizer state and step count")
     p.add_argument("--run-dir", default="runs", help="parent folder of the TensorBoard run")
     p.add_argument("--exp-name", default="ppo_rlhf", help="the experiment's name in the run name")
+    p.add_argument("--env-id", default=env_lib.DEFAULT_ENV_ID, help="the gymnasium env (envs.py: supported envs, your own as module:Env-v0)")
     p.add_argument("--preset", choices=tuple(PRESETS), default="cleanrl", help="a named set of defaults (flags given still win)")
     p.add_argument("--rlhf", action="store_true", help="replace the env reward by the learned reward")
     p.add_argument("--reward-transform", choices=rm.TRANSFORMS, default=rm.TRANSFORMS[0],
@@ -64,14 +72,24 @@ def parse_args(argv=None):
     p.add_argument("--vf-coef", type=cli.nonnegative_float, default=0.5, help="value loss weight (CleanRL: 0.5)")
     p.add_argument("--max-grad-norm", type=cli.positive_float, default=0.5, help="gradient clipping (CleanRL: 0.5)")
     p.add_argument("--target-kl", type=cli.positive_float, default=None, help="stop an update early past this KL (default: never)")
+    p.add_argument("--norm-obs", action=argparse.BooleanOptionalAction, default=False,
+                   help="scale observations by running statistics, clipped to +-10 (CleanRL's continuous PPO); off: by the space's bounds")
+    p.add_argument("--norm-reward", action=argparse.BooleanOptionalAction, default=False,
+                   help="divide rewards by the running std of the discounted return, clipped to +-10 (CleanRL's continuous PPO)")
     p.add_argument("--eval-episodes", type=cli.positive_int, default=100, help="fixed-start episodes of the final evaluation")
     p.add_argument("--eval-seed", type=int, default=100_000, help="env seed of the first evaluation episode (same for every run)")
     p.add_argument("--capture-video", action="store_true", help="write a GIF of the trained greedy agent into the run folder")
     p.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=True, help="use CUDA when available")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
-    preset = p.parse_known_args(argv)[0].preset
-    p.set_defaults(**PRESETS[preset])
+    known = p.parse_known_args(argv)[0]
+    try:
+        args_spec = env_lib.spec(known.env_id)
+    except env_lib.EnvError as e:
+        p.error(str(e))
+    p.set_defaults(**env_lib.defaults(known.env_id, "ppo_rlhf", continuous=not args_spec.discrete))
+    p.set_defaults(**PRESETS[known.preset])
     args = p.parse_args(argv)
+    args.spec = args_spec
     args.batch_size = args.num_envs * args.num_steps
     if args.batch_size % args.num_minibatches:
         p.error(f"--num-envs x --num-steps ({args.batch_size}) must be divisible by --num-minibatches ({args.num_minibatches})")
@@ -113,6 +131,41 @@ def clip_grad_norm(grad, max_norm):
     grad.mul_(torch.clamp(max_norm / (torch.linalg.vector_norm(grad) + 1e-6), max=1.0))
 
 
+def discounted_return_std(rewards, dones, carry, stats, gamma):
+    """CleanRL's NormalizeReward, once per rollout: the running discounted return of each env
+    (``carry`` (N,), continued across rollouts) folded into running (count, mean, var) ``stats``;
+    returns the std to divide rewards by and the new carry."""
+    returns = np.empty_like(rewards, dtype=np.float64)
+    for t in range(len(rewards)):  # a loop over time; the envs move together
+        carry = carry * gamma + rewards[t]
+        returns[t] = carry
+        carry = np.where(dones[t], 0.0, carry)
+    count, mean, var = stats
+    n, batch_mean, batch_var = returns.size, returns.mean(), returns.var()
+    total = count + n
+    delta = batch_mean - mean
+    stats[:] = total, mean + delta * n / total, (var * count + batch_var * n + delta ** 2 * count * n / total) / total
+    return float(np.sqrt(stats[2] + 1e-8)), carry
+
+
+def capture_episode(path, agent, env_spec, seed):
+    """A GIF of one greedy episode, from the env's own rgb_array frames (every other frame)."""
+    from PIL import Image
+
+    env = env_lib.make_render_env(env_spec)
+    obs, _ = env.reset(seed=seed)
+    policy, frames, done = agent.numpy_policy(), [], False
+    while not done:
+        frames.append(Image.fromarray(env.render()))
+        out = policy(np.asarray(obs, np.float32)[None])[0][0]
+        action = int(out.argmax()) if agent.discrete else np.clip(out, env_spec.action_low, env_spec.action_high).astype(np.float32)
+        obs, _, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+    env.close()
+    frames = frames[::2]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=40, loop=0)
+
+
 def make_gif(path, positions, every=2):
     """An animated GIF of the field from a sequence of positions, the centre marked in grey."""
     from PIL import Image
@@ -132,23 +185,32 @@ def make_gif(path, positions, every=2):
 
 def main(args):
     start_time = time.time()
-    run_name = f"MovingDot-v0__{args.exp_name}__{args.seed}__{int(start_time)}"
+    env_spec = args.spec
+    run_name = f"{env_spec.env_id}__{args.exp_name}__{args.seed}__{int(start_time)}"
     save_path = args.save_path or os.path.join(args.run_dir, run_name, "agent.pt")
     if os.path.exists(save_path) and not args.overwrite:  # fail before training, not after
         raise agent_lib.AgentFileError(f"{save_path} already exists; pass --overwrite to replace it or choose another --save-path")
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)  # 64-unit MLPs on a few hundred rows: threads only add overhead
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    learned_table = None  # the learned reward as PPO uses it, for every (o, a) of the grid
+    learned_table, reward_model = None, None
     if args.rlhf:  # a bad file fails here, before any work
-        table = rm.reward_table(rm.load(args.reward_model, device))
-        learned_table = rm.transform_rewards(table, args.reward_transform, table)
+        reward_model = rm.load(args.reward_model, device, env_spec=env_spec)
+        if env_spec.tabular:  # the moving dot: the learned reward as PPO uses it, for every (o, a) of the grid
+            table = rm.reward_table(reward_model)
+            learned_table = rm.transform_rewards(table, args.reward_transform, table)
+        elif args.reward_transform == "normalize" and reward_model.reward_stats is None:
+            raise rm.RewardModelError(f"{args.reward_model} holds no reward statistics to normalize with; retrain it, or pass --reward-transform clip")
+
+    def learned_reward(o, a, o_next):  # off the grid: one batched call of the model for a whole rollout
+        r = reward_model.reward(o.reshape(-1, o.shape[-1]), a.reshape(-1, *a.shape[2:]), o_next.reshape(-1, o.shape[-1]))
+        return rm.transform_rewards(r, args.reward_transform, reward_model.reward_stats).reshape(a.shape[:2]).astype(np.float32)
 
     if args.resume:  # C17's loop trains the same agent further each round, on the latest reward model
-        agent, checkpoint = agent_lib.load(args.resume, device)
+        agent, checkpoint = agent_lib.load(args.resume, device, env_spec=env_spec)
         agent.train()
     else:
-        agent, checkpoint = agent_lib.Agent().to(device), {}
+        agent, checkpoint = agent_lib.for_env(env_spec, norm_obs=args.norm_obs).to(device), {}
     optimizer = adam.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     if checkpoint.get("optimizer"):  # Adam's moments carry over; the step size is this run's
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -156,22 +218,28 @@ def main(args):
     start_step = int(checkpoint.get("global_step", 0))
 
     writer = SummaryWriter(os.path.join(args.run_dir, run_name))
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
-    envs = md.MovingDotVectorEnv(num_envs=args.num_envs)
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items() if k != "spec"))
+    envs = env_lib.make_vector_env(env_spec, args.num_envs)
 
     # rollout storage, filled in place: the rollout runs in numpy (Agent.numpy_policy), the update in torch
-    T, N = args.num_steps, args.num_envs
-    obs, actions = np.zeros((T, N, 2), dtype=np.float32), np.zeros((T, N), dtype=np.int64)
-    logits, values = np.zeros((T, N, md.N_ACTIONS), dtype=np.float32), np.zeros((T, N), dtype=np.float32)
+    T, N, D = args.num_steps, args.num_envs, env_spec.obs_dim
+    discrete, n_out = env_spec.discrete, agent.n_outputs
+    obs = np.zeros((T, N, D), dtype=np.float32)
+    actions = np.zeros((T, N), dtype=np.int64) if discrete else np.zeros((T, N, n_out), dtype=np.float32)
+    outputs, values = np.zeros((T, N, n_out), dtype=np.float32), np.zeros((T, N), dtype=np.float32)  # logits, or the Gaussian's mean
     env_rewards, dones = np.zeros((T, N), dtype=np.float32), np.zeros((T, N), dtype=bool)
+    terminations = np.zeros((T, N), dtype=bool)
+    last_obs = np.zeros((T, N, D), dtype=np.float32)  # o_t+1: the observation each action led to (off the grid, with --rlhf)
     bootstrap = np.zeros((T, N), dtype=np.float32)  # gamma V(final obs) on truncation steps
-    episode_optimal = np.zeros((T, N))  # optimal return of the episode each step belongs to
+    episode_optimal = np.zeros((T, N))  # optimal return of the episode each step belongs to (the moving dot)
     true_carry, learned_carry, length_carry = np.zeros(N), np.zeros(N), np.zeros(N)
+    return_carry, return_stats = np.zeros(N), np.array([1e-4, 0.0, 1.0])  # --norm-reward's running discounted return
     rng = np.random.default_rng(args.seed)  # the rollout's action sampling
+    null_action = np.asarray(env_spec.null_action())
 
     global_step = start_step
     next_obs, info = envs.reset(seed=args.seed)
-    current_optimal = info["optimal_return"]
+    current_optimal = info.get("optimal_return")
     recent = {"return": float("nan"), "normalized": float("nan")}
     bar = tqdm(total=args.num_iterations * args.batch_size, desc="ppo", unit="step", unit_scale=True,
                disable=not args.progress, mininterval=0.5)
@@ -182,23 +250,53 @@ def main(args):
         # collect
         policy = agent.numpy_policy()  # the current weights; rebuilt after every update
         bootstrap.fill(0.0)
-        gumbel = -np.log(-np.log(rng.random((T, N, md.N_ACTIONS))))  # argmax(logits + Gumbel) samples softmax(logits)
+        if discrete:
+            noise = -np.log(-np.log(rng.random((T, N, n_out))))  # argmax(logits + Gumbel) samples softmax(logits)
+        else:
+            std = agent.action_std()
+            noise = std * rng.standard_normal((T, N, n_out)).astype(np.float32)  # mean + std N(0, 1) samples the Gaussian
         for step in range(T):
-            logits[step], values[step] = policy(next_obs)
-            obs[step], actions[step], episode_optimal[step] = next_obs, (logits[step] + gumbel[step]).argmax(1), current_optimal
-            next_obs, env_rewards[step], terminated, truncated, info = envs.step(actions[step])
-            dones[step] = terminated | truncated
+            outputs[step], values[step] = policy(next_obs)
+            obs[step], episode_optimal[step] = next_obs, current_optimal if current_optimal is not None else 0
+            if discrete:
+                actions[step] = (outputs[step] + noise[step]).argmax(1)
+                env_action = actions[step]
+            else:  # the env gets the action clipped to its bounds, the update the sampled one (CleanRL's ClipAction)
+                actions[step] = outputs[step] + noise[step]
+                env_action = np.clip(actions[step], env_spec.action_low, env_spec.action_high).astype(np.float32)
+            next_obs, env_rewards[step], terminations[step], truncated, info = envs.step(env_action)
+            dones[step] = terminations[step] | truncated
+            if dones[step].any() or reward_model is not None and learned_table is None:
+                last_obs[step] = env_lib.last_observations(next_obs, info)
             if truncated.any():  # a time limit is not a terminal state: bootstrap from the last observation
-                bootstrap[step, truncated] = args.gamma * policy(info["final_obs"][truncated])[1]
-            current_optimal = info["optimal_return"]
-        log_probs = logits - logits.max(-1, keepdims=True)
-        log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
-        logprobs = np.take_along_axis(log_probs, actions[..., None], -1)[..., 0]
+                bootstrap[step, truncated] = args.gamma * policy(last_obs[step][truncated])[1]
+            current_optimal = info.get("optimal_return")
+        if discrete:
+            log_probs = outputs - outputs.max(-1, keepdims=True)
+            log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+            logprobs = np.take_along_axis(log_probs, actions[..., None], -1)[..., 0]
+        else:
+            logprobs = (-0.5 * (noise / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi)).sum(-1)
         global_step += args.batch_size
 
-        # relabel: the moves are deterministic, so r(o_t, a_t, o_t+1) is the table's (o_t, a_t) entry, truncations included
-        learned = None if learned_table is None else learned_table[md.position_to_state(obs.astype(np.int64)), actions]
+        # relabel: on the grid the moves are deterministic, so r(o_t, a_t, o_t+1) is the table's (o_t, a_t) entry;
+        # elsewhere one batched call, and a terminated episode's absorbing state pays r(o_T, null action) for ever
+        absorbing_tail = 0.0
+        if learned_table is not None:
+            learned = learned_table[md.position_to_state(obs.astype(np.int64)), actions]
+        elif reward_model is not None:
+            learned = learned_reward(obs, actions, last_obs)
+            if terminations.any():
+                final = last_obs[terminations]
+                null = np.broadcast_to(null_action, (len(final), *null_action.shape))
+                absorbing_tail = np.zeros((T, N), dtype=np.float32)
+                absorbing_tail[terminations] = args.gamma / (1 - args.gamma) * learned_reward(final[:, None], null[:, None], final[:, None])[:, 0]
+        else:
+            learned = None
         rewards = env_rewards if learned is None else learned
+        if args.norm_reward:  # scale the reward (and the absorbing tail, which is made of it) by the return's running std
+            scale, return_carry = discounted_return_std(rewards, dones, return_carry, return_stats, args.gamma)
+            rewards, absorbing_tail = np.clip(rewards / scale, -10, 10), absorbing_tail / scale
 
         # log the episodes that ended: true return always, learned return under --rlhf
         true_returns, done_t, done_env, true_carry = episode_sums(env_rewards, dones, true_carry)
@@ -210,16 +308,17 @@ def main(args):
             optimal = episode_optimal[done_t[i], done_env[i]]
             writer.add_scalar("charts/episodic_return", true_returns[i], step_of_episode)
             writer.add_scalar("charts/episodic_length", lengths[i], step_of_episode)
-            if optimal > 0:
+            if current_optimal is not None and optimal > 0:
                 writer.add_scalar("charts/normalized_return", true_returns[i] / optimal, step_of_episode)
             if learned is not None:
                 writer.add_scalar("charts/learned_return", learned_returns[i], step_of_episode)
         if len(true_returns):
             optimal = episode_optimal[done_t, done_env]
-            recent = {"return": float(true_returns.mean()), "normalized": md.normalized_return(true_returns, optimal)}
+            recent = {"return": float(true_returns.mean()),
+                      "normalized": md.normalized_return(true_returns, optimal) if current_optimal is not None else float("nan")}
 
         # advantages: GAE, with the truncation bootstrap folded into the reward of that step
-        advantages = gae(rewards + bootstrap, values, dones, policy(next_obs)[1], args.gamma, args.gae_lambda)
+        advantages = gae(rewards + absorbing_tail + bootstrap, values, dones, policy(next_obs)[1], args.gamma, args.gae_lambda)
         returns = advantages + values
 
         # update
@@ -257,6 +356,9 @@ def main(args):
             if args.target_kl is not None and approx_kls[-1] > args.target_kl:
                 break
 
+        if agent.norm_obs:  # after the update, so that the rollout and the update on it saw the same scaling
+            agent.update_obs_stats(obs.reshape(-1, D))
+
         # log the update
         y_pred, y_true = values.reshape(-1), returns.reshape(-1)
         var_y = np.var(y_true)
@@ -278,24 +380,32 @@ def main(args):
 
     # evaluate the greedy and the sampled policy on the same fixed starts
     agent.eval()
-    greedy = agent_lib.evaluate(agent, args.eval_episodes, args.eval_seed, greedy=True, capture=args.capture_video)
-    sampled = agent_lib.evaluate(agent, args.eval_episodes, args.eval_seed, greedy=False)
+    greedy = agent_lib.evaluate(agent, env_spec, args.eval_episodes, args.eval_seed, greedy=True, capture=args.capture_video)
+    sampled = agent_lib.evaluate(agent, env_spec, args.eval_episodes, args.eval_seed, greedy=False)
     for name, result in (("greedy", greedy), ("sampled", sampled)):
-        writer.add_scalar(f"eval/{name}_normalized_return", result["normalized_return"], global_step)
-        writer.add_scalar(f"eval/{name}_true_return", result["true_return"], global_step)
+        for key in ("normalized_return", "true_return", "terminated_fraction"):
+            if key in result:
+                writer.add_scalar(f"eval/{name}_{key}", result[key], global_step)
     summary = {"global_step": global_step, "train_seconds": train_seconds, "sps": int((global_step - start_step) / train_seconds),
                "resumed_from": args.resume, "start_step": start_step,
                "greedy": {k: v for k, v in greedy.items() if k != "path"}, "sampled": sampled}
-    agent_lib.save(save_path, agent, optimizer, {"global_step": global_step, "args": dict(vars(args)), "summary": summary},
+    agent_lib.save(save_path, agent, env_spec.params(), optimizer,
+                   {"global_step": global_step, "args": {k: v for k, v in vars(args).items() if k != "spec"}, "summary": summary},
                    overwrite=args.overwrite)
-    if args.capture_video:
+    if args.capture_video and env_spec.tabular:
         make_gif(os.path.join(args.run_dir, run_name, "agent.gif"), greedy["path"])
+    elif args.capture_video:
+        capture_episode(os.path.join(args.run_dir, run_name, "agent.gif"), agent, env_spec, args.eval_seed)
     writer.close()
     print(f"{'rlhf (' + args.reward_model + ')' if args.rlhf else 'env reward'}: {global_step} steps in {train_seconds:.1f} s "
           f"({summary['sps']} steps/s)" + (f", resumed from {args.resume} at step {start_step}" if args.resume else ""))
     for name, result in (("greedy", greedy), ("sampled", sampled)):
-        print(f"{name:>8} policy on {args.eval_episodes} fixed starts: true return {result['true_return']:.2f}, "
-              f"optimal {result['optimal_return']:.2f}, normalized {result['normalized_return']:.4f}")
+        if "normalized_return" in result:
+            print(f"{name:>8} policy on {args.eval_episodes} fixed starts: true return {result['true_return']:.2f}, "
+                  f"optimal {result['optimal_return']:.2f}, normalized {result['normalized_return']:.4f}")
+        else:
+            print(f"{name:>8} policy on {args.eval_episodes} fixed starts: true return {result['true_return']:.2f}"
+                  f" +- {result['return_std']:.2f}, length {result['episode_length']:.1f}, terminated {result['terminated_fraction']:.0%}")
     print(f"wrote {save_path} and {os.path.join(args.run_dir, run_name)}")
     return summary
 
@@ -303,5 +413,5 @@ def main(args):
 if __name__ == "__main__":
     try:
         main(parse_args())
-    except (rm.RewardModelError, agent_lib.AgentFileError) as e:
+    except (rm.RewardModelError, agent_lib.AgentFileError, env_lib.EnvError) as e:
         sys.exit(f"ppo_rlhf.py: error: {e}")

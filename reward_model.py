@@ -23,7 +23,8 @@ import checkpoints
 import moving_dot as md
 
 FORMAT = "moving-dot-reward-model"
-FORMAT_VERSION = 2  # 2: the reward's form and the activation in the config; a version-1 file reads as state-action, tanh
+FORMAT_VERSION = 3  # 3: any env (spaces in the config, the observation scaling in the weights)
+# 2: the reward's form and the activation in the config; 1: read as state-action, tanh (both the moving dot's)
 ENCODINGS = ("normalized", "raw")
 FORMS = ("potential", "state-action")
 ACTIVATIONS = ("relu", "tanh")
@@ -65,33 +66,58 @@ class RewardModel(nn.Module):
     """
 
     def __init__(self, encoding="normalized", ensemble_size=1, hidden_size=64, form="potential", activation="relu",
-                 position_scale=1.0):
+                 position_scale=1.0, obs_dim=2, n_actions=md.N_ACTIONS, action_low=None, action_high=None):
         super().__init__()
         for name, value, choices in (("encoding", encoding, ENCODINGS), ("form", form, FORMS), ("activation", activation, ACTIVATIONS)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, not {value!r}")
+        if (n_actions is None) == (action_low is None):
+            raise ValueError("a reward model has either n_actions (Discrete) or action_low and action_high (Box)")
         self.config = {"encoding": encoding, "ensemble_size": int(ensemble_size), "hidden_size": int(hidden_size),
-                       "form": form, "activation": activation, "position_scale": float(position_scale)}
+                       "form": form, "activation": activation, "position_scale": float(position_scale), "obs_dim": int(obs_dim),
+                       "n_actions": None if n_actions is None else int(n_actions),
+                       "action_low": None if action_low is None else [float(v) for v in action_low],
+                       "action_high": None if action_high is None else [float(v) for v in action_high]}
         self.encoding, self.ensemble_size, self.form = encoding, int(ensemble_size), form
-        in_features = 2 + (0 if form == "potential" else md.N_ACTIONS if encoding == "normalized" else 1)
+        self.n_actions = n_actions
+        action_features = (n_actions if encoding == "normalized" else 1) if n_actions is not None else len(action_low)
+        in_features = obs_dim + (0 if form == "potential" else action_features)
         act = nn.ReLU if activation == "relu" else nn.Tanh
         self.net = nn.Sequential(
             EnsembleLinear(ensemble_size, in_features, hidden_size, math.sqrt(2)), act(),
             EnsembleLinear(ensemble_size, hidden_size, hidden_size, math.sqrt(2)), act(),
             EnsembleLinear(ensemble_size, hidden_size, 1, 1.0),
         )
-        self.register_buffer("obs_low", torch.as_tensor(md.OBS_LOW), persistent=False)
-        self.register_buffer("obs_high", torch.as_tensor(md.OBS_HIGH), persistent=False)
+        # the observation box each dimension is scaled from (to [-1, 1]): the space's bounds, or for an
+        # unbounded dimension mean -+ one std of the training observations (set_obs_scaling)
+        low, high = (md.OBS_LOW, md.OBS_HIGH) if obs_dim == 2 else (-np.ones(obs_dim, np.float32), np.ones(obs_dim, np.float32))
+        self.register_buffer("obs_low", torch.as_tensor(low, dtype=torch.float32).clone())
+        self.register_buffer("obs_high", torch.as_tensor(high, dtype=torch.float32).clone())
+        if n_actions is None:
+            self.register_buffer("action_low", torch.as_tensor(action_low, dtype=torch.float32), persistent=False)
+            self.register_buffer("action_high", torch.as_tensor(action_high, dtype=torch.float32), persistent=False)
         self.position_scale = float(position_scale)
         self.summary = {}
+        self.reward_stats = None  # (mean, std) of the learned reward over the training steps: the 'normalize' transform off the grid
 
     @property
     def device(self):
         return self.obs_low.device
 
+    @torch.no_grad()
+    def set_obs_scaling(self, space_low, space_high, observations):
+        """Scale each observation dimension from the space's bounds where they are finite (and
+        under 1e6 wide), else from mean -+ one std of ``observations`` (N, d): the training data's."""
+        low, high = np.asarray(space_low, np.float64), np.asarray(space_high, np.float64)
+        bounded = np.isfinite(low) & np.isfinite(high) & (high - low < 1e6) & (high > low)
+        data = np.asarray(observations, np.float64).reshape(-1, len(low))
+        mean, std = (data.mean(0), data.std(0) + 1e-6) if len(data) else (np.zeros(len(low)), np.ones(len(low)))
+        self.obs_low.copy_(torch.as_tensor(np.where(bounded, low, mean - std), dtype=torch.float32))
+        self.obs_high.copy_(torch.as_tensor(np.where(bounded, high, mean + std), dtype=torch.float32))
+
     def features(self, obs, actions=None):
-        """Network inputs (..., in_features) for positions (..., 2) and, in the state-action
-        form, actions (...)."""
+        """Network inputs (..., in_features) for observations (..., d) and, in the state-action
+        form, actions (...) or (..., d_action)."""
         obs = torch.as_tensor(obs, device=self.device).float()
         if self.encoding == "raw":
             position = obs
@@ -99,13 +125,17 @@ class RewardModel(nn.Module):
             position = self.position_scale * (2 * (obs - self.obs_low) / (self.obs_high - self.obs_low) - 1)
         if self.form == "potential":
             return position
+        if self.n_actions is None:  # a Box action, scaled to [-1, 1] from its bounds
+            actions = torch.as_tensor(actions, device=self.device).float()
+            action = actions if self.encoding == "raw" else 2 * (actions - self.action_low) / (self.action_high - self.action_low) - 1
+            return torch.cat([position, action], -1)
         actions = torch.as_tensor(actions, device=self.device).long()
-        action = actions.unsqueeze(-1).float() if self.encoding == "raw" else F.one_hot(actions, md.N_ACTIONS).float()
+        action = actions.unsqueeze(-1).float() if self.encoding == "raw" else F.one_hot(actions, self.n_actions).float()
         return torch.cat([position, action], -1)
 
     def segment_inputs(self, obs, actions):
-        """What the network sees of segments with observations (..., k + 1, 2) and actions
-        (..., k): the first and last observation (..., 2, in) in the potential form, every
+        """What the network sees of segments with observations (..., k + 1, d) and actions
+        (..., k[, d_action]): the first and last observation (..., 2, in) in the potential form, every
         (o_t, a_t) (..., k, in) in the state-action form."""
         obs = torch.as_tensor(obs)
         if self.form == "potential":
@@ -140,12 +170,16 @@ class RewardModel(nn.Module):
 
 
 def transform_rewards(rewards, transform, table):
-    """The learned reward as PPO uses it. 'normalize' (C17): zero mean and unit spread over every
-    (o, a) of the grid (``table``, from reward_table), an affine map that keeps every policy's
-    ranking (episodes have a fixed length); 'clip' (the write-up): to [-1, 1], which ties actions."""
+    """The learned reward as PPO uses it. 'normalize' (C17): zero mean and unit spread over
+    ``table``, every (o, a) of the moving dot's grid (reward_table) or the learned reward of every
+    step of the training segments (the model file's ``reward_stats``, as (mean, std)): an affine
+    map, which keeps every policy's ranking where episodes have a fixed length or end in an
+    absorbing state that the same map applies to (ppo_rlhf.py); 'clip' (the write-up): to [-1, 1],
+    which ties actions."""
     if transform == "clip":
         return np.clip(rewards, -1, 1)
-    return (rewards - float(table.mean())) / (float(table.std()) + 1e-8)
+    mean, std = (float(table.mean()), float(table.std())) if isinstance(table, np.ndarray) else table
+    return (rewards - mean) / (std + 1e-8)
 
 
 def segment_returns(model: RewardModel, inputs, per_member=False):
@@ -253,20 +287,36 @@ def epic_distance(model: RewardModel, gamma: float = 0.99) -> float:
 
 # --- the model file ---
 
-def save(model: RewardModel, path: str, summary: dict | None = None, overwrite: bool = False) -> None:
-    """Write the model file atomically; refuse to replace an existing file unless ``overwrite``."""
+def for_env(env_spec, encoding="normalized", ensemble_size=1, hidden_size=64, form="potential", activation="relu",
+            position_scale=1.0) -> RewardModel:
+    """A new reward model for the env's spaces (envs.EnvSpec)."""
+    discrete = env_spec.discrete
+    model = RewardModel(encoding, ensemble_size, hidden_size, form, activation, position_scale, env_spec.obs_dim,
+                        env_spec.n_actions, None if discrete else env_spec.action_low, None if discrete else env_spec.action_high)
+    return model
+
+
+def save(model: RewardModel, path: str, summary: dict | None = None, overwrite: bool = False, env_params: dict | None = None) -> None:
+    """Write the model file atomically; refuse to replace an existing file unless ``overwrite``.
+    ``env_params``: the env it was trained for (EnvSpec.params; default the moving dot's)."""
     if os.path.exists(path) and not overwrite:
         raise RewardModelError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
+    if env_params is None:
+        import envs
+
+        env_params = envs.spec(envs.DEFAULT_ENV_ID).params()
     checkpoint = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "config": dict(model.config),
-        "env": dict(md.ENV_PARAMS), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "env": dict(env_params), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "summary": dict(summary if summary is not None else model.summary),
+        "reward_stats": list(model.reward_stats) if getattr(model, "reward_stats", None) else None,
     }
     checkpoints.save_atomic(checkpoint, path)
 
 
-def load(path: str, device="cpu") -> RewardModel:
-    """Rebuild a model from its file (loaded with ``weights_only=True``), in eval mode."""
+def load(path: str, device="cpu", env_spec=None) -> RewardModel:
+    """Rebuild a model from its file (loaded with ``weights_only=True``), in eval mode; with
+    ``env_spec``, a model trained for another env is refused."""
     retrain = f"retrain it with `python train_reward_model.py --out {path} --overwrite`"
     if not os.path.isfile(path):
         raise RewardModelError(f"reward model file {path} not found; train one with `python train_reward_model.py --out {path}`")
@@ -277,18 +327,32 @@ def load(path: str, device="cpu") -> RewardModel:
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise RewardModelError(f"{path} is not a reward model file (found {found!r}); pass a file written by train_reward_model.py")
-    if checkpoint.get("format_version") not in (1, FORMAT_VERSION):
-        raise RewardModelError(f"{path} has format version {checkpoint.get('format_version')}, this code reads 1 and {FORMAT_VERSION}; {retrain}")
-    if checkpoint.get("env") != md.ENV_PARAMS:
+    version = checkpoint.get("format_version")
+    if version not in (1, 2, FORMAT_VERSION):
+        raise RewardModelError(f"{path} has format version {version}, this code reads 1 to {FORMAT_VERSION}; {retrain}")
+    if version in (1, 2) and checkpoint.get("env") != md.ENV_PARAMS:
         raise RewardModelError(f"{path} was trained for other env parameters ({checkpoint.get('env')}); {retrain}")
+    if env_spec is not None:
+        import envs
+
+        stored = env_spec.params() if version in (1, 2) and env_spec.tabular else checkpoint.get("env", {})
+        if version in (1, 2) and not env_spec.tabular:
+            stored = {"env_id": envs.DEFAULT_ENV_ID}
+        try:
+            envs.check_params(stored, env_spec, f"reward model {path}", f"train one for it with `python train_reward_model.py --env-id {env_spec.env_id}`")
+        except envs.EnvError as e:
+            raise RewardModelError(str(e)) from None
     try:
         config = dict(checkpoint["config"])
-        if checkpoint["format_version"] == 1:  # before the potential form: the write-up's r(o, a), tanh
+        if version == 1:  # before the potential form: the write-up's r(o, a), tanh
             config.update(form="state-action", activation="tanh")
         model = RewardModel(**config)
-        model.load_state_dict(checkpoint["state_dict"])
+        missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
+        if unexpected or (missing and (version == FORMAT_VERSION or set(missing) != {"obs_low", "obs_high"})):
+            raise RuntimeError(f"missing {missing}, unexpected {unexpected}")  # versions 1 and 2 kept the dot's bounds out of the file
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         reason = str(e).strip().splitlines()[0]
         raise RewardModelError(f"{path} does not fit the network it describes ({reason}); {retrain}") from None
     model.summary = checkpoint.get("summary", {})
+    model.reward_stats = tuple(checkpoint["reward_stats"]) if checkpoint.get("reward_stats") else None
     return model.to(device).eval()

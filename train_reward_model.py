@@ -1,14 +1,17 @@
 """Stage 2: fit the reward model to the stored preferences.
 
     python train_reward_model.py --db preferences.db --out reward_model.pt
+    python train_reward_model.py --env-id MountainCar-v0 --db mountain_car.db --out mountain_car_rm.pt
 
 Reads the labeled, comparable comparisons of a preferences DB (make_preferences_db.py),
 minimizes C17's Bradley-Terry cross-entropy on the training split with Adam for a fixed
 budget of steps, the step size decaying to 0 (or, with a larger --max-steps, until the held-out
-loss stops improving: the best weights are kept), and scores the result against the true reward
-over every (position, action) of the field. By default the reward is r(o, a, o') = phi(o') -
+loss stops improving: the best weights are kept), and scores the result: on the moving dot against
+the true reward over every (position, action) of the field, exactly; on other envs against the
+oracle that labeled the DB, on the held-out segments' steps. On the moving dot, by default the reward is r(o, a, o') = phi(o') -
 phi(o), a 3-member ensemble's mean: no loop of states earns anything (README, "Judging a learned
-reward"). The write-up's recipe is `--reward-form state-action --activation tanh
+reward"); elsewhere the reward is the state-action form r(o, a) (envs.DEFAULTS), since a
+potential cannot pay for every step an episode survives. The write-up's recipe is `--reward-form state-action --activation tanh
 --ensemble-size 1 --position-scale 1 --learning-rate 2.5e-4 --no-anneal-lr --batch-size 128
 --max-steps 100000 --ema-decay 0`. Writes the model file (--out), TensorBoard logs under
 runs/ and a PNG of the learned reward (--plot).
@@ -28,6 +31,7 @@ from tqdm import tqdm
 import adam
 import cli
 import db
+import envs
 import moving_dot as md
 import reward_model as rm
 import value_iteration as vi
@@ -41,6 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--db", default="preferences.db", help="the preferences DB to read")
     p.add_argument("--out", default="reward_model.pt", help="the model file to write (write-up: rewards_model)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--env-id", default=envs.DEFAULT_ENV_ID, help="the env the DB was made for (envs.py)")
     p.add_argument("--plot", default=None, help="PNG of the learned reward (default: --out with .png)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (C17's loop draws only its last round's)")
     p.add_argument("--init", default=None,
@@ -72,7 +77,14 @@ def parse_args(argv=None):
     p.add_argument("--run-dir", default="runs", help="parent folder of the TensorBoard run")
     p.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=True, help="use CUDA when available")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
+    known = p.parse_known_args(argv)[0]
+    try:
+        args_spec = envs.spec(known.env_id)
+    except envs.EnvError as e:
+        p.error(str(e))
+    p.set_defaults(**envs.defaults(known.env_id, "train_reward_model"))
     args = p.parse_args(argv)
+    args.spec = args_spec
     args.plot = args.plot or os.path.splitext(args.out)[0] + ".png"
     return args
 
@@ -97,13 +109,50 @@ def label_classes(mu1, mu2):
     return {"segment1_preferred": mu1 > mu2, "equal": mu1 == mu2, "segment2_preferred": mu1 < mu2}
 
 
-def plot(path, table, policy, history, diff, classes, summary):
+def plot(path, history, diff, classes, summary, table=None, policy=None, steps_vs_oracle=None):
+    """The training run in one PNG: on the moving dot the learned reward over the field and its
+    optimal policy (``table``, ``policy``); elsewhere the learned reward against the oracle's score
+    on the held-out steps (``steps_vs_oracle``); the loss curves, R1 - R2 by label and the summary."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(20, 8.5), layout="constrained")
-    grid = fig.add_gridspec(2, 6)
+    fig = plt.figure(figsize=(20, 8.5) if table is not None else (20, 4.5), layout="constrained")
+    grid = fig.add_gridspec(2, 6) if table is not None else fig.add_gridspec(1, 6)
+    row = 1 if table is not None else 0
+    if table is not None:
+        _plot_grid(fig, grid, table, policy, summary)
+    else:
+        ax = fig.add_subplot(grid[0, 3:5])
+        learned, oracle = steps_vs_oracle
+        ax.plot(oracle, learned, ".", markersize=2, alpha=0.3)
+        ax.set(xlabel=f"oracle's score of the step ({summary['oracle']})", ylabel="learned reward",
+               title=f"held-out steps: correlation {summary['reward_correlation']:.3f}")
+    ax = fig.add_subplot(grid[row, 0])
+    steps, train_loss, val_loss = zip(*history)
+    ax.plot(steps, train_loss, label="train")
+    ax.plot(steps, val_loss, label="held-out")
+    ax.set(xlabel="gradient step", ylabel="preference loss", yscale="log", title="loss")
+    ax.legend()
+    ax = fig.add_subplot(grid[row, 1:3])
+    bins = np.linspace(diff.min(), diff.max(), 60) if len(diff) else 10
+    for name, mask in classes.items():
+        if mask.any():
+            ax.hist(diff[mask], bins=bins, alpha=0.6, label=f"{name.replace('_', ' ')} ({mask.sum()})")
+    ax.set(xlabel="R1 - R2", ylabel="held-out comparisons", title="held-out R1 - R2 by label" if len(diff) else "no held-out comparisons")
+    if len(diff):
+        ax.legend()
+    ax = fig.add_subplot(grid[row, 5])
+    ax.axis("off")
+    ax.text(0, 1, "\n".join(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}"
+                            for key, value in summary.items() if key != "args"), va="top", family="monospace", fontsize=9)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _plot_grid(fig, grid, table, policy, summary):
+    """The moving dot's panels: the learned reward of each action over the field, and its optimal policy."""
     limit = max(float(np.abs(table).max()), 1e-6)
     extent = (md.X_MIN - 0.5, md.X_MAX + 0.5, md.Y_MAX + 0.5, md.Y_MIN - 0.5)
     for a in range(md.N_ACTIONS):
@@ -127,27 +176,6 @@ def plot(path, table, policy, history, diff, classes, summary):
            title=f"optimal policy of the {summary['reward_transform']}d learned reward: {summary['optimal_policy_normalized_return']:.3f} of the "
                  f"optimum\n(worst tied optimal policy: {summary['optimal_policy_worst_normalized_return']:.3f}); "
                  "green: a best move under the true reward")
-    ax = fig.add_subplot(grid[1, 0])
-    steps, train_loss, val_loss = zip(*history)
-    ax.plot(steps, train_loss, label="train")
-    ax.plot(steps, val_loss, label="held-out")
-    ax.set(xlabel="gradient step", ylabel="preference loss", yscale="log", title="loss")
-    ax.legend()
-    ax = fig.add_subplot(grid[1, 1:3])
-    bins = np.linspace(diff.min(), diff.max(), 60) if len(diff) else 10
-    for name, mask in classes.items():
-        if mask.any():
-            ax.hist(diff[mask], bins=bins, alpha=0.6, label=f"{name.replace('_', ' ')} ({mask.sum()})")
-    ax.set(xlabel="R1 - R2", ylabel="held-out comparisons", title="held-out R1 - R2 by label" if len(diff) else "no held-out comparisons")
-    if len(diff):
-        ax.legend()
-    ax = fig.add_subplot(grid[1, 5])
-    ax.axis("off")
-    ax.text(0, 1, "\n".join(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}"
-                            for key, value in summary.items() if key != "args"), va="top", family="monospace", fontsize=9)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def main(args):
@@ -160,24 +188,28 @@ def main(args):
         raise rm.RewardModelError(f"{args.out} already exists; pass --overwrite to replace it or choose another --out")
 
     # load: labeled, comparable rows only (incomparable and pending ones are never trained on)
+    meta = db.read_metadata(args.db)
+    envs.check_params(meta["env"], args.spec, args.db, f"make a DB for it with `python make_preferences_db.py --env-id {args.spec.env_id}`")
     data = db.load_comparisons(args.db, statuses=("labeled",), label_source=args.label_source)
     train, val = data.subset(~data.validation), data.subset(data.validation)
     if len(train) == 0:
         raise db.PreferencesDBError(f"{args.db} has no labeled training comparisons (label source {args.label_source}); label some or generate them with make_preferences_db.py")
     if args.init:  # continue from an earlier model: the same network, trained further on all labels so far
-        model = rm.load(args.init, device).train()
+        model = rm.load(args.init, device, env_spec=args.spec).train()
         for key in ("encoding", "ensemble_size", "hidden_size", "form", "activation", "position_scale"):
             setattr(args, "reward_form" if key == "form" else key, model.config[key])
     else:
-        model = rm.RewardModel(args.encoding, args.ensemble_size, args.hidden_size, args.reward_form, args.activation,
-                               args.position_scale).to(device)
+        model = rm.for_env(args.spec, args.encoding, args.ensemble_size, args.hidden_size, args.reward_form, args.activation,
+                           args.position_scale)
+        model.set_obs_scaling(args.spec.obs_low, args.spec.obs_high, np.concatenate([train.obs1, train.obs2]))
+        model.to(device)
     train_inputs, val_inputs = encode(model, train, device), encode(model, val, device)
     train_mu1, train_mu2 = torch.as_tensor(train.mu1, device=device), torch.as_tensor(train.mu2, device=device)
     val_mu1, val_mu2 = torch.as_tensor(val.mu1, device=device), torch.as_tensor(val.mu2, device=device)
     optimizer = adam.Adam(model.parameters(), lr=args.learning_rate, eps=args.adam_eps, weight_decay=args.weight_decay)
-    run_name = f"MovingDot-v0__train_reward_model__{args.seed}__{int(time.time())}"
+    run_name = f"{args.spec.env_id}__train_reward_model__{args.seed}__{int(time.time())}"
     writer = SummaryWriter(os.path.join(args.run_dir, run_name))
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items() if k != "spec"))
     if len(val) == 0:
         print(f"warning: {args.db} has no held-out comparisons: early stopping watches the training loss instead")
 
@@ -232,48 +264,113 @@ def main(args):
     model.load_state_dict(best["state"])  # early stopping keeps the best weights
     model.eval()
 
-    # score: held-out preferences, and the learned reward against the true one on the whole grid
+    # score: held-out preferences, and the learned reward against the true one
     val_loss, val_accuracy, diff = (evaluate(model, val_inputs, val_mu1, val_mu2, args.label_noise)
                                     if len(val) else (float("nan"), float("nan"), np.zeros(0)))
     train_accuracy = evaluate(model, train_inputs, train_mu1, train_mu2, args.label_noise)[1]  # vs held-out: the gap
-    table = rm.reward_table(model)
+    model.reward_stats = step_reward_stats(model, train)
     train_seconds = time.perf_counter() - start
-    # the exact optimal policy of the learned reward as PPO uses it by default (value_iteration.py)
-    scores, policy = vi.reward_scores(rm.transform_rewards(table, rm.TRANSFORMS[0], table))
     summary = {
-        "db": args.db, "label_source": args.label_source, "n_train": len(train), "n_validation": len(val),
+        "env_id": args.spec.env_id, "db": args.db, "label_source": args.label_source, "n_train": len(train), "n_validation": len(val),
         "segment_length": int(train.actions1.shape[1]), "steps": step, "best_step": best["step"],
         "stopped_early": bool(step < args.max_steps), "val_loss": val_loss, "val_accuracy": val_accuracy,
         "train_accuracy": train_accuracy,
-        "action_order_agreement": rm.action_order_agreement(table), "reward_correlation": rm.reward_correlation(table),
-        "epic_distance": rm.epic_distance(model), "reward_transform": rm.TRANSFORMS[0],
-        "optimal_policy_normalized_return": scores["argmax"], "optimal_policy_worst_normalized_return": scores["worst"],
-        "train_seconds": train_seconds, "score_seconds": time.perf_counter() - start - train_seconds,
-        "args": {k: v for k, v in vars(args).items()},
     }
-    for key in ("action_order_agreement", "reward_correlation", "epic_distance", "optimal_policy_normalized_return",
-                "optimal_policy_worst_normalized_return"):
+    if args.spec.tabular:  # the moving dot: exactly, over every (position, action) of the field
+        table = rm.reward_table(model)
+        # the exact optimal policy of the learned reward as PPO uses it by default (value_iteration.py)
+        scores, policy = vi.reward_scores(rm.transform_rewards(table, rm.TRANSFORMS[0], table))
+        summary.update({
+            "action_order_agreement": rm.action_order_agreement(table), "reward_correlation": rm.reward_correlation(table),
+            "epic_distance": rm.epic_distance(model), "reward_transform": rm.TRANSFORMS[0],
+            "optimal_policy_normalized_return": scores["argmax"], "optimal_policy_worst_normalized_return": scores["worst"],
+        })
+        scored = ("action_order_agreement", "reward_correlation", "epic_distance", "optimal_policy_normalized_return",
+                  "optimal_policy_worst_normalized_return")
+        figure = {"table": table, "policy": policy}
+    else:  # elsewhere: against the oracle that labeled the DB, on the held-out segments' steps
+        oracle = labeling_oracle(meta)
+        figure = {"steps_vs_oracle": held_out_steps(model, val if len(val) else train, oracle, args.spec.env_id)}
+        learned, true, learned_returns, true_returns = figure["steps_vs_oracle"]
+        figure["steps_vs_oracle"] = (learned, true)
+        summary.update({"oracle": oracle, "reward_correlation": _correlation(learned, true),
+                        "return_correlation": _correlation(learned_returns, true_returns),
+                        "pearson_distance": float(np.sqrt(max(0.0, (1 - _correlation(learned, true)) / 2)))})
+        scored = ("reward_correlation", "return_correlation", "pearson_distance")
+    summary.update({"train_seconds": train_seconds, "score_seconds": time.perf_counter() - start - train_seconds,
+                    "args": {k: v for k, v in vars(args).items() if k != "spec"}})
+    for key in scored:
         writer.add_scalar(f"reward/{key}", summary[key], step)
     writer.close()
 
     # save
-    rm.save(model, args.out, summary, overwrite=args.overwrite)
+    rm.save(model, args.out, summary, overwrite=args.overwrite, env_params=args.spec.params())
     if not args.no_plot:
-        plot(args.plot, table, policy, history, diff, label_classes(val.mu1, val.mu2), summary)
+        plot(args.plot, history, diff, label_classes(val.mu1, val.mu2), summary, **figure)
     print(f"trained on {len(train)} comparisons ({len(val)} held out) for {step} steps"
           f"{' (early stop, best at ' + str(summary['best_step']) + ')' if summary['stopped_early'] else ''}"
           f" in {summary['train_seconds']:.1f} s")
-    print(f"held-out loss {val_loss:.4f}, held-out accuracy {val_accuracy:.4f} (training pairs: {train_accuracy:.4f}), "
-          f"action-order agreement {summary['action_order_agreement']:.4f}, reward correlation {summary['reward_correlation']:.4f}")
-    print(f"optimal policy of the learned reward, {rm.TRANSFORMS[0]}d as PPO's default: normalized true return "
-          f"{scores['argmax']:.4f} (argmax), {scores['worst']:.4f} (worst of the tied optimal policies); EPIC distance to the"
-          f" true reward {summary['epic_distance']:.4f}; scoring took {summary['score_seconds']:.1f} s")
+    if args.spec.tabular:
+        print(f"held-out loss {val_loss:.4f}, held-out accuracy {val_accuracy:.4f} (training pairs: {train_accuracy:.4f}), "
+              f"action-order agreement {summary['action_order_agreement']:.4f}, reward correlation {summary['reward_correlation']:.4f}")
+        print(f"optimal policy of the learned reward, {rm.TRANSFORMS[0]}d as PPO's default: normalized true return "
+              f"{scores['argmax']:.4f} (argmax), {scores['worst']:.4f} (worst of the tied optimal policies); EPIC distance to the"
+              f" true reward {summary['epic_distance']:.4f}; scoring took {summary['score_seconds']:.1f} s")
+    else:
+        print(f"held-out loss {val_loss:.4f}, held-out accuracy {val_accuracy:.4f} (training pairs: {train_accuracy:.4f}); "
+              f"against the {summary['oracle']} oracle on held-out steps: reward correlation {summary['reward_correlation']:.4f},"
+              f" segment-return correlation {summary['return_correlation']:.4f}")
     print(f"wrote {args.out}{'' if args.no_plot else ', ' + args.plot} and {os.path.join(args.run_dir, run_name)}")
     return summary
+
+
+def _correlation(a, b) -> float:
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@torch.no_grad()
+def _step_rewards(model, obs, actions):
+    """The learned reward (mean over members) of every step of segments, (n, k)."""
+    return model.reward(obs[:, :-1], actions, obs[:, 1:])
+
+
+def step_reward_stats(model, comparisons):
+    """(mean, std) of the learned reward over every step of the training segments: what PPO's
+    'normalize' transform uses off the moving dot's grid."""
+    rewards = np.concatenate([_step_rewards(model, comparisons.obs1, comparisons.actions1).ravel(),
+                              _step_rewards(model, comparisons.obs2, comparisons.actions2).ravel()])
+    return float(rewards.mean()), float(rewards.std())
+
+
+def labeling_oracle(meta):
+    """The oracle that labeled the DB's synthetic comparisons (the first generator run that used one);
+    'reward' when people labeled it all."""
+    for run in meta["generator_runs"]:
+        oracle = run.get("args", {}).get("oracle")
+        if oracle and oracle != "none":
+            return oracle
+    return "reward"
+
+
+def held_out_steps(model, comparisons, oracle, env_id):
+    """The learned reward and the oracle's score of every step of these segments, and both
+    segment returns: what a learned reward is judged by where no exact scoring exists."""
+    learned, true, learned_returns, true_returns = [], [], [], []
+    for obs, actions, rewards, absorbing in ((comparisons.obs1, comparisons.actions1, comparisons.rewards1, comparisons.absorbing1),
+                                             (comparisons.obs2, comparisons.actions2, comparisons.rewards2, comparisons.absorbing2)):
+        step_learned = _step_rewards(model, obs, actions)
+        learned.append(step_learned.ravel())
+        true.append(envs.step_scores(oracle, env_id, obs, actions, rewards, absorbing).ravel())
+        learned_returns.append(step_learned.sum(1))
+        true_returns.append(envs.segment_scores(oracle, env_id, obs, actions, rewards, absorbing))
+    return tuple(np.concatenate(x) for x in (learned, true, learned_returns, true_returns))
 
 
 if __name__ == "__main__":
     try:
         main(parse_args())
-    except (db.PreferencesDBError, rm.RewardModelError) as e:
+    except (db.PreferencesDBError, rm.RewardModelError, envs.EnvError) as e:
         sys.exit(f"train_reward_model.py: error: {e}")
