@@ -367,8 +367,8 @@ def segments_arrays(conn: sqlite3.Connection, meta: dict, where: str = "", param
         shape = (0, k) if dtype == np.int64 else (0, k, len(meta["env"]["action_space"]["low"]))
         return np.zeros(0, np.int64), np.zeros((0, k + 1, d), np.float32), np.zeros(shape, dtype), np.zeros((0, k), np.float32), np.zeros((0, k), bool)
     ids, obs, action, reward, absorbing = zip(*steps)
-    obs = np.frombuffer(b"".join(obs), dtype=np.float32).reshape(n, k + 1, d)
-    actions = np.frombuffer(b"".join(action), dtype=dtype).reshape(n, k, -1)
+    obs = np.frombuffer(b"".join(obs), dtype=np.float32).reshape(n, k + 1, d).copy()  # writable, as torch wants
+    actions = np.frombuffer(b"".join(action), dtype=dtype).reshape(n, k, -1).copy()
     if dtype == np.int64:
         actions = actions[..., 0]
     rewards = np.array(reward, dtype=np.float32).reshape(n, k + 1)[:, :k]

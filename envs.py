@@ -224,13 +224,29 @@ def height_oracle(obs, actions, rewards, absorbing, gamma=1.0):
     return _weighted_sum(mountain_car_height(np.asarray(obs)[:, 1:, 0]), gamma)
 
 
+def acrobot_tip_height(obs):
+    """Acrobot's free end, above the pivot, in link lengths (the goal line is at 1):
+    -cos(theta1) - cos(theta1 + theta2), from the observation's cosines and sines."""
+    obs = np.asarray(obs, dtype=np.float64)
+    c1, s1, c2, s2 = obs[..., 0], obs[..., 1], obs[..., 2], obs[..., 3]
+    return -c1 - (c1 * c2 - s1 * s2)
+
+
+def tip_height_oracle(obs, actions, rewards, absorbing, gamma=1.0):
+    """Acrobot, as a person watching would judge it: prefer the clip whose free end swung higher,
+    summed over the clip (the goal, once reached, ends the episode there). The env's -1 a step
+    ties almost every pair of random clips."""
+    return _weighted_sum(acrobot_tip_height(np.asarray(obs)[:, 1:]), gamma)
+
+
 # name: (function, the envs it applies to (None: every env), what it does)
 ORACLES = {
     "reward": (reward_oracle, None, "sum of the env's own rewards (C17's synthetic labels)"),
     "distance": (distance_oracle, ("MovingDot-v0",), "distance moved toward the centre, d(o_0) - d(o_k) (the write-up's)"),
     "height": (height_oracle, ("MountainCar-v0",), "the car's height summed over the clip, the flag counting as the top"),
+    "tip-height": (tip_height_oracle, ("Acrobot-v1",), "the free end's height summed over the clip"),
 }
-DEFAULT_ORACLE = {"MovingDot-v0": "distance", "MountainCar-v0": "height"}  # elsewhere: reward
+DEFAULT_ORACLE = {"MovingDot-v0": "distance", "MountainCar-v0": "height", "Acrobot-v1": "tip-height"}  # elsewhere: reward
 
 
 def oracle_names(env_id: str) -> list[str]:
@@ -279,7 +295,7 @@ DEFAULTS = {
         "ppo_rlhf": {"total_timesteps": 500_000, "eval_episodes": 20},
     },
     "Acrobot-v1": {
-        "make_preferences_db": _GENERIC_GENERATOR,
+        "make_preferences_db": {**_GENERIC_GENERATOR, "max_start_step": 200},  # a random policy's clips look alike past the start
         "train_reward_model": _GENERIC_TRAINER,
         "ppo_rlhf": {"total_timesteps": 500_000, "eval_episodes": 20},
     },

@@ -155,6 +155,13 @@ def rollout_segments(env_spec, n, k, seed, rng, max_start_step, policy=None):
         end = np.where(terminated & ~absorbed, t + 1, end)
         absorbed = absorbed | terminated
         obs = next_obs
+        if absorbed.all():  # every episode has ended: the rest is absorbing steps, no need to step the envs
+            for _ in range(t + 1, horizon):
+                observations.append(observations[-1])
+                actions.append(np.broadcast_to(null, actions[-1].shape))
+                rewards.append(np.zeros(n))
+                absorbing.append(absorbed.copy())
+            break
     vec.close()
     observations, actions = np.stack(observations, 1).astype(np.float32), np.stack(actions, 1)
     rewards, absorbing = np.stack(rewards, 1), np.stack(absorbing, 1)

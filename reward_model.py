@@ -126,10 +126,10 @@ class RewardModel(nn.Module):
         if self.form == "potential":
             return position
         if self.n_actions is None:  # a Box action, scaled to [-1, 1] from its bounds
-            actions = torch.as_tensor(actions, device=self.device).float()
+            actions = torch.as_tensor(np.array(actions, dtype=np.float32) if isinstance(actions, np.ndarray) else actions, device=self.device).float()
             action = actions if self.encoding == "raw" else 2 * (actions - self.action_low) / (self.action_high - self.action_low) - 1
             return torch.cat([position, action], -1)
-        actions = torch.as_tensor(actions, device=self.device).long()
+        actions = torch.as_tensor(np.array(actions, dtype=np.int64) if isinstance(actions, np.ndarray) else actions, device=self.device).long()
         action = actions.unsqueeze(-1).float() if self.encoding == "raw" else F.one_hot(actions, self.n_actions).float()
         return torch.cat([position, action], -1)
 
