@@ -315,7 +315,11 @@ DEFAULTS = {
         "ppo_rlhf": _CONTINUOUS_PPO,
     },
 }
-_FALLBACK = {"make_preferences_db": _GENERIC_GENERATOR, "train_reward_model": _GENERIC_TRAINER, "ppo_rlhf": {}}
+for _env_id, _stages in DEFAULTS.items():  # C17's loop: the env's own oracle where its reward ties clips, the env's PPO settings
+    _stages["rlhf_loop"] = {"oracle": DEFAULT_ORACLE.get(_env_id, "reward"), "preset": "cleanrl",
+                            "segment_length": _stages["make_preferences_db"]["segment_length"]}
+_FALLBACK = {"make_preferences_db": _GENERIC_GENERATOR, "train_reward_model": _GENERIC_TRAINER, "ppo_rlhf": {},
+             "rlhf_loop": {"preset": "cleanrl"}}
 
 
 def defaults(env_id: str, stage: str, continuous: bool | None = None) -> dict:

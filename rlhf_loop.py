@@ -65,6 +65,7 @@ from tqdm import tqdm
 import agent as agent_lib
 import cli
 import db
+import envs
 import make_preferences_db
 import moving_dot as md
 import ppo_rlhf
@@ -83,6 +84,7 @@ def parse_args(argv=None):
                    help="with --overwrite: replace the DB even though it holds people's answers (they are lost)")
     p.add_argument("--resume", action="store_true",
                    help="continue the stopped loop in --out-dir with its own flags: finished stages are kept, no query is asked twice")
+    p.add_argument("--env-id", default=envs.DEFAULT_ENV_ID, help="the env of every stage (envs.py)")
     p.add_argument("--label-budget", type=cli.positive_int, default=100, help="labels in all, over all rounds")
     p.add_argument("--rounds", type=cli.nonnegative_int, default=3, help="rounds on the agent's own behaviour after round 0")
     p.add_argument("--initial-share", type=cli.probability, default=0.25,
@@ -104,7 +106,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-episodes", type=cli.positive_int, default=100, help="fixed-start episodes of each round's agent evaluation")
     p.add_argument("--eval-comparisons", type=cli.positive_int, default=1000, help="comparisons in evaluation.db (not counted in the budget)")
     p.add_argument("--teacher", choices=("synthetic", "human"), default="synthetic", help="who answers: the generator's oracle, or people")
-    p.add_argument("--oracle", choices=("reward", "distance"), default="reward", help="synthetic teacher: true reward sum (C17) or distance moved")
+    p.add_argument("--oracle", default="reward",
+                   help="synthetic teacher: true reward sum (C17), or one of the env's own (envs.ORACLES: distance, height, tip-height)")
     p.add_argument("--teacher-beta", type=cli.positive_float, default=None, help="synthetic teacher: make_preferences_db.py's --teacher-beta")
     p.add_argument("--teacher-gamma", type=cli.discount, default=1.0, help="synthetic teacher: --teacher-gamma")
     p.add_argument("--teacher-eps-mistake", type=cli.probability, default=0.0, help="synthetic teacher: --teacher-eps-mistake")
@@ -112,7 +115,15 @@ def parse_args(argv=None):
     p.add_argument("--teacher-eps-equal", type=cli.nonnegative_float, default=0.0, help="synthetic teacher: --teacher-eps-equal")
     p.add_argument("--poll-seconds", type=cli.positive_float, default=2.0, help="human teacher: seconds between looks at the DB")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress line while waiting for people")
+    known = p.parse_known_args(argv)[0]
+    try:
+        args_spec = envs.spec(known.env_id)
+    except envs.EnvError as e:
+        p.error(str(e))
+    p.set_defaults(**envs.defaults(known.env_id, "rlhf_loop"))
     args = p.parse_args(argv)
+    if args.oracle not in envs.oracle_names(args_spec.env_id):
+        p.error(f"--oracle {args.oracle} is not an oracle for {args_spec.env_id}; choose from {', '.join(envs.oracle_names(args_spec.env_id))}")
     if args.resume and args.overwrite:
         p.error("--resume and --overwrite exclude each other: --resume keeps the loop in --out-dir, --overwrite replaces it")
     if args.discard_human_labels and not args.overwrite:
@@ -120,7 +131,7 @@ def parse_args(argv=None):
     if args.resume:
         args = resumed_args(p, args, argv)
     else:
-        args.run_name = f"MovingDot-v0__rlhf_loop__{args.seed}__{int(time.time())}"
+        args.run_name = f"{args.env_id}__rlhf_loop__{args.seed}__{int(time.time())}"
         args.out_dir = args.out_dir or os.path.join("runs", args.run_name)
         args.db = args.db or os.path.join(args.out_dir, "preferences.db")
     # labels per round: round 0 first, the rest as evenly as whole labels allow
@@ -131,7 +142,7 @@ def parse_args(argv=None):
                 f" round without labels ({args.queries}); raise the budget or change the share or the rounds")
     args.total_timesteps = args.total_timesteps or 100_000 * (args.rounds + 1)
     args.ppo_steps = args.total_timesteps // (args.rounds + 1)
-    if args.rounds and args.segment_length > md.MAX_EPISODE_STEPS - 200:  # make_preferences_db.py's --max-start-step
+    if args.rounds and args_spec.tabular and args.segment_length > md.MAX_EPISODE_STEPS - 200:  # make_preferences_db.py's --max-start-step
         p.error(f"--segment-length {args.segment_length} leaves no room in an episode for the agent's segments; use at most"
                 f" {md.MAX_EPISODE_STEPS - 200}")
     return args
@@ -257,10 +268,17 @@ def clear_partial(paths, log, runs=None):
         (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
 
 
+def _score(record, policy):
+    """A round's agent figure: the normalized return on the moving dot, the true return elsewhere
+    (records written before other envs have no true return)."""
+    normalized = record.get(f"{policy}_normalized_return")
+    return normalized if normalized is not None else record[f"{policy}_return"]
+
+
 def add_scalars(writer, record):
-    for key in ("greedy_normalized_return", "sampled_normalized_return", "held_out_accuracy", "action_order_agreement",
-                "reward_correlation", "optimal_policy_normalized_return", "global_step", "wall_seconds"):
-        if record[key] is not None:
+    for key in ("greedy_normalized_return", "sampled_normalized_return", "greedy_return", "sampled_return", "held_out_accuracy",
+                "action_order_agreement", "reward_correlation", "optimal_policy_normalized_return", "global_step", "wall_seconds"):
+        if record.get(key) is not None:
             writer.add_scalar(f"loop/{key}", record[key], record["labels"])
 
 
@@ -271,16 +289,20 @@ def plot(path, records, args):
 
     labels = [r["labels"] for r in records]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
-    left.plot(labels, [r["greedy_normalized_return"] for r in records], "o-", label="agent, greedy")
-    left.plot(labels, [r["sampled_normalized_return"] for r in records], "s--", label="agent, sampled")
+    normalized = records[0]["greedy_normalized_return"] is not None
+    left.plot(labels, [_score(r, "greedy") for r in records], "o-", label="agent, greedy")
+    left.plot(labels, [_score(r, "sampled") for r in records], "s--", label="agent, sampled")
     if all(r["optimal_policy_normalized_return"] is not None for r in records):
         left.plot(labels, [r["optimal_policy_normalized_return"] for r in records], "^:", label="optimal policy of the learned reward")
-    left.axhline(0.95, color="grey", lw=0.8)
-    left.set(xlabel="labels used", ylabel="normalized true return", ylim=(min(0, *left.get_ylim()), 1.05),
+    if normalized:
+        left.axhline(0.95, color="grey", lw=0.8)
+        left.set(ylim=(min(0, *left.get_ylim()), 1.05))
+    left.set(xlabel="labels used", ylabel="normalized true return" if normalized else "true return",
              title=f"{args.select} queries, segments of {args.segment_length}, seed {args.seed}")
     left.legend(loc="lower right")
     right.plot(labels, [r["held_out_accuracy"] for r in records], "o-", label="held-out accuracy (evaluation.db)")
-    right.plot(labels, [r["action_order_agreement"] for r in records], "s-", label="action-order agreement (whole grid)")
+    if normalized:
+        right.plot(labels, [r["action_order_agreement"] for r in records], "s-", label="action-order agreement (whole grid)")
     right.set(xlabel="labels used", ylim=(0.4, 1.02), title="reward model")
     right.legend(loc="lower right")
     fig.savefig(path, dpi=80)
@@ -340,6 +362,7 @@ def main(args):
         os.remove(path)  # the loop's own events are rewritten from rounds.json: a killed writer may have lost its last ones
     writer = SummaryWriter(args.out_dir)
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    env = ["--env-id", args.env_id]
     for record in records:
         add_scalars(writer, record)
     redo = ["--overwrite"] if args.overwrite or args.resume else []  # a stage (re)run replaces what an unfinished run left
@@ -355,8 +378,8 @@ def main(args):
         with open(os.path.join(args.out_dir, "log.txt"), "a" if args.resume else "w") as log:
             clear_partial([evaluation_db], log)
             run_stage(make_preferences_db, [str(a) for a in [
-                "--seed", stage_seed(args.seed, 0, 3), "--db", evaluation_db, "--segment-length", args.segment_length,
-                "--oracle", "reward", "--n-segments", 2 * args.eval_comparisons, "--n-comparisons", args.eval_comparisons,
+                "--seed", stage_seed(args.seed, 0, 3), "--db", evaluation_db, *env, "--segment-length", args.segment_length,
+                "--oracle", args.oracle, "--n-segments", 2 * args.eval_comparisons, "--n-comparisons", args.eval_comparisons,
                 "--validation-fraction", 0, *redo]], log)
         save_state(True)
     evaluation = db.load_comparisons(evaluation_db)
@@ -397,7 +420,7 @@ def main(args):
                 n_segments = 2 * n * (args.candidate_factor if select == "disagreement" else 1)
                 clear_partial([args.db], log)
                 run_stage(make_preferences_db, [str(a) for a in [
-                    "--seed", seeds[0], "--db", args.db, "--segment-length", args.segment_length,
+                    "--seed", seeds[0], "--db", args.db, *env, "--segment-length", args.segment_length,
                     "--n-segments", max(n_segments, 2), "--n-comparisons", n, "--validation-fraction", 0, *teacher,
                     *(["--policy", previous_agent] if previous_agent else []),
                     *(["--select", "disagreement", "--reward-model", previous_model, "--candidate-factor", args.candidate_factor]
@@ -419,9 +442,9 @@ def main(args):
 
             # reward model: every label so far, from the previous round's weights
             if not ("reward_model" in stages and os.path.exists(model_path)):
-                clear_partial([model_path], log, os.path.join(glob.escape(round_dir), f"MovingDot-v0__train_reward_model__{seeds[1]}__*"))
+                clear_partial([model_path], log, os.path.join(glob.escape(round_dir), f"{args.env_id}__train_reward_model__{seeds[1]}__*"))
                 reward_summary = run_stage(train_reward_model, [str(a) for a in [
-                    "--seed", seeds[1], "--db", args.db, "--out", model_path, "--run-dir", round_dir,
+                    "--seed", seeds[1], "--db", args.db, "--out", model_path, "--run-dir", round_dir, *env,
                     "--ensemble-size", args.ensemble, "--max-steps", args.reward_steps, "--eval-every", args.reward_steps,
                     "--batch-size", args.reward_batch_size, "--learning-rate", args.reward_learning_rate, "--no-anneal-lr",
                     "--no-progress", *redo, *(["--no-plot"] if round_ < args.rounds else []),  # the figure of the last round only
@@ -431,21 +454,23 @@ def main(args):
                 done("reward_model", {
                     "labeled": reward_summary["n_train"] + reward_summary["n_validation"],
                     "held_out_accuracy": rm.comparison_accuracy(rm.load(model_path), evaluation),
-                    "action_order_agreement": reward_summary["action_order_agreement"],
+                    "action_order_agreement": reward_summary.get("action_order_agreement"),  # the moving dot's exact scores
                     "reward_correlation": reward_summary["reward_correlation"],
-                    "optimal_policy_normalized_return": reward_summary[optimal_key] if optimal_key else None})
+                    "optimal_policy_normalized_return": reward_summary.get(optimal_key) if optimal_key else None})
 
             # agent: further on the new reward model, from the previous round's agent
             if not ("agent" in stages and os.path.exists(agent_path)):
-                clear_partial([agent_path], log, os.path.join(glob.escape(round_dir), f"MovingDot-v0__ppo_rlhf__{seeds[2]}__*"))
+                clear_partial([agent_path], log, os.path.join(glob.escape(round_dir), f"{args.env_id}__ppo_rlhf__{seeds[2]}__*"))
                 ppo_summary = run_stage(ppo_rlhf, [str(a) for a in [
-                    "--seed", seeds[2], "--reward-model", model_path, "--save-path", agent_path,
+                    "--seed", seeds[2], "--reward-model", model_path, "--save-path", agent_path, *env,
                     "--run-dir", round_dir, "--preset", args.preset, "--rlhf", "--reward-transform", args.reward_transform,
                     "--total-timesteps", args.ppo_steps, "--eval-episodes", args.eval_episodes, "--no-progress", *redo,
                     *(["--resume", previous_agent] if previous_agent else [])]], log)
                 done("agent", {"global_step": ppo_summary["global_step"],
-                               "greedy_normalized_return": ppo_summary["greedy"]["normalized_return"],
-                               "sampled_normalized_return": ppo_summary["sampled"]["normalized_return"]})
+                               "greedy_normalized_return": ppo_summary["greedy"].get("normalized_return"),  # the moving dot's
+                               "sampled_normalized_return": ppo_summary["sampled"].get("normalized_return"),
+                               "greedy_return": ppo_summary["greedy"]["true_return"],
+                               "sampled_return": ppo_summary["sampled"]["true_return"]})
 
         # log the round
         record = {"round": round_, "queries": n, "labels": sum(args.queries[:round_ + 1]), "select": select,
@@ -454,18 +479,20 @@ def main(args):
         records.append(record)
         add_scalars(writer, record)
         save_state(True)
-        optimal = record["optimal_policy_normalized_return"]
-        print(f"  {record['labels']} labels: held-out accuracy {record['held_out_accuracy']:.3f}, action-order agreement"
-              f" {record['action_order_agreement']:.3f}"
+        optimal, agreement = record["optimal_policy_normalized_return"], record["action_order_agreement"]
+        greedy, sampled = _score(record, "greedy"), _score(record, "sampled")
+        print(f"  {record['labels']} labels: held-out accuracy {record['held_out_accuracy']:.3f}"
+              + (f", action-order agreement {agreement:.3f}" if agreement is not None else "")
               + (f", optimal policy of the learned reward {optimal:.3f}" if optimal is not None else "")
-              + f"; agent at {record['global_step']} steps: greedy {record['greedy_normalized_return']:.3f},"
-              f" sampled {record['sampled_normalized_return']:.3f} ({record['round_seconds']:.1f} s)", flush=True)
+              + f"; agent at {record['global_step']} steps: greedy {greedy:.3f},"
+              f" sampled {sampled:.3f} ({record['round_seconds']:.1f} s)", flush=True)
 
     # the label-efficiency figure
     writer.close()
     plot(os.path.join(args.out_dir, "label_efficiency.png"), records, args)
-    print(f"{records[-1]['labels']} labels, {records[-1]['global_step']} PPO steps in {clock():.1f} s: greedy normalized return"
-          f" {records[-1]['greedy_normalized_return']:.3f}; wrote {args.db}, {rounds_path} and {args.out_dir}/label_efficiency.png")
+    print(f"{records[-1]['labels']} labels, {records[-1]['global_step']} PPO steps in {clock():.1f} s: greedy"
+          f" {'normalized ' if records[-1]['greedy_normalized_return'] is not None else ''}return"
+          f" {_score(records[-1], 'greedy'):.3f}; wrote {args.db}, {rounds_path} and {args.out_dir}/label_efficiency.png")
     return records
 
 

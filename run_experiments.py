@@ -44,6 +44,7 @@ import ray
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import cli
+import envs
 import moving_dot as md
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -82,7 +83,14 @@ def parse_args(argv=None):
     p.add_argument("--max-retries", type=cli.nonnegative_int, default=3,
                    help="Ray's retries of a run whose worker or node died (a run that exits with an error is not retried)")
     p.add_argument("--window", type=cli.positive_int, default=10, help="episodes in the figure's rolling mean")
+    p.add_argument("--env-id", default=envs.DEFAULT_ENV_ID, help="the env of every run (ppo_rlhf.py's --env-id)")
     args, ppo_flags = p.parse_known_args(argv)
+    try:
+        args.spec = envs.spec(args.env_id)
+    except envs.EnvError as e:
+        p.error(str(e))
+    # the final evaluation's figure: normalized to the optimum where it is known exactly (the moving dot), the true return elsewhere
+    args.metric = "normalized_return" if args.spec.tabular else "true_return"
     args.ppo_flags = [flag for flag in ppo_flags if flag != "--"]
     for flag in args.ppo_flags:
         name = flag.split("=", 1)[0]
@@ -226,7 +234,7 @@ def seed_band(curves, max_points=500):
     return grid, values.mean(0), values.std(0)
 
 
-def read_run(run_dir, window):
+def read_run(run_dir, window, metric="normalized_return"):
     """What the comparison needs from a finished run's event file."""
     events = EventAccumulator(run_dir, size_guidance={"scalars": 0})  # 0: keep every event, no sampling
     events.Reload()
@@ -234,8 +242,8 @@ def read_run(run_dir, window):
     last = {tag: events_of_tag[-1].value for tag, events_of_tag in scalars.items()}
     run = {"curves": {tag: rolling_curve(scalars[tag], window) for tag in ("charts/episodic_return", "charts/normalized_return")
                       if tag in scalars},
-           "greedy": last.get("eval/greedy_normalized_return", np.nan),
-           "sampled": last.get("eval/sampled_normalized_return", np.nan), "sps": last.get("charts/SPS", np.nan)}
+           "greedy": last.get(f"eval/greedy_{metric}", np.nan),
+           "sampled": last.get(f"eval/sampled_{metric}", np.nan), "sps": last.get("charts/SPS", np.nan)}
     curve = run["curves"].get("charts/episodic_return")
     run["final_return"] = curve[1][-1] if curve is not None else np.nan
     return run
@@ -245,14 +253,16 @@ def finite(values):
     return [float(v) for v in values if v is not None and np.isfinite(v)]
 
 
-def plot_comparison(path, runs_by_condition, window, n_seeds):
+def plot_comparison(path, runs_by_condition, window, n_seeds, env_id=envs.DEFAULT_ENV_ID):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    panels = (("charts/episodic_return", f"true episodic return (rolling mean of {window} episodes)", md.MANHATTAN.mean(),
-               f"optimal, mean over starts ({md.MANHATTAN.mean():.1f})"),
+    tabular = envs.spec(env_id).tabular
+    fig, axes = plt.subplots(1, 2 if tabular else 1, figsize=(13, 4.8) if tabular else (7, 4.8), squeeze=False)
+    axes = axes[0]
+    panels = (("charts/episodic_return", f"true episodic return (rolling mean of {window} episodes)",
+               md.MANHATTAN.mean() if tabular else None, f"optimal, mean over starts ({md.MANHATTAN.mean():.1f})"),
               ("charts/normalized_return", f"normalized return (rolling mean of {window} episodes)", 1.0, "optimal (1)"))
     for ax, (tag, ylabel, optimum, optimum_label) in zip(axes, panels):
         for i, (condition, runs) in enumerate(runs_by_condition.items()):
@@ -264,12 +274,13 @@ def plot_comparison(path, runs_by_condition, window, n_seeds):
             ax.plot(steps, mean, color=color, marker="o" if len(steps) == 1 else None,
                     label=f"{condition} ({len(curves)} seed{'s' * (len(curves) > 1)})")
             ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
-        ax.axhline(optimum, color="k", linestyle="--", linewidth=1, label=optimum_label)
+        if optimum is not None:
+            ax.axhline(optimum, color="k", linestyle="--", linewidth=1, label=optimum_label)
         ax.set_xlabel("env steps")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
-    fig.suptitle(f"PPO on MovingDot-v0: mean ± 1 std over seeds ({n_seeds} per condition)")
+    fig.suptitle(f"PPO on {env_id}: mean ± 1 std over seeds ({n_seeds} per condition)")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -335,10 +346,10 @@ def run_tasks(args, todo, repo):
                   + "\n".join("    " + line for line in log.splitlines()), flush=True)
 
 
-def condition_row(condition, flags, runs, n_seeds):
+def condition_row(condition, flags, runs, n_seeds, metric="normalized_return"):
     """One row of the results table: mean (and std) over the finished runs of a condition."""
     row = {"condition": condition, "flags": " ".join(flags), "runs_finished": len(runs), "runs": n_seeds}
-    for key, column in (("greedy", "greedy_normalized_return"), ("sampled", "sampled_normalized_return"),
+    for key, column in (("greedy", f"greedy_{metric}"), ("sampled", f"sampled_{metric}"),
                         ("final_return", "final_rolling_return"), ("wall_s", "wall_s"), ("sps", "sps")):
         values = finite(run[key] for run in runs)
         row[f"{column}_mean"] = float(np.mean(values)) if values else None
@@ -346,22 +357,24 @@ def condition_row(condition, flags, runs, n_seeds):
     return row
 
 
-def markdown_table(rows, window, ppo_flags):
-    header = ["condition", "runs finished", "greedy normalized return (final eval)", "sampled normalized return (final eval)",
+def markdown_table(rows, window, ppo_flags, metric="normalized_return"):
+    name = metric.replace("_", " ")
+    header = ["condition", "runs finished", f"greedy {name} (final eval)", f"sampled {name} (final eval)",
               f"true return at the end (rolling {window} episodes)", "wall s per run", "SPS"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row["condition"], f"{row['runs_finished']}/{row['runs']}"]
-        for column, digits in (("greedy_normalized_return", 3), ("sampled_normalized_return", 3), ("final_rolling_return", 1)):
+        digits_of = 3 if metric == "normalized_return" else 1
+        for column, digits in ((f"greedy_{metric}", digits_of), (f"sampled_{metric}", digits_of), ("final_rolling_return", 1)):
             m, s = row[f"{column}_mean"], row[f"{column}_std"]
             cells.append("-" if m is None else f"{m:.{digits}f} ± {s:.{digits}f}")
         cells += ["-" if row[column] is None else f"{row[column]:.0f}" for column in ("wall_s_mean", "sps_mean")]
         lines.append("| " + " | ".join(cells) + " |")
     common = " ".join(["ppo_rlhf.py", *ppo_flags])
     conditions = "; ".join(f"{row['condition']}: `{row['flags'] or '(none)'}`" for row in rows)
-    note = (f"Each run: `{common}` plus its condition's flags ({conditions}). Normalized returns: the trained agent's "
-            "final evaluation on the fixed starts, the same for every run (`eval/greedy_normalized_return`, "
-            "`eval/sampled_normalized_return`, also in the summary of its `agent.pt`); mean ± std over seeds. "
+    note = (f"Each run: `{common}` plus its condition's flags ({conditions}). {name.capitalize()}s: the trained agent's "
+            f"final evaluation on the fixed starts, the same for every run (`eval/greedy_{metric}`, "
+            f"`eval/sampled_{metric}`, also in the summary of its `agent.pt`); mean ± std over seeds. "
             "Wall s: the whole run process (start-up, training, evaluation); SPS: training env steps per second "
             "(`charts/SPS` at the end); means over seeds, measured while the grid's other runs shared the machine.")
     return lines, note
@@ -385,7 +398,7 @@ def main(args):
     for condition, flags in args.condition_flags.items():
         for seed in args.seeds:
             reward_model = seed_path(args.reward_models[condition], seed) if condition in args.reward_models else None
-            argv = ["--seed", str(seed), *args.ppo_flags, *flags, "--no-progress", "--exp-name", condition]
+            argv = ["--seed", str(seed), "--env-id", args.env_id, *args.ppo_flags, *flags, "--no-progress", "--exp-name", condition]
             if reward_model:
                 argv += ["--reward-model", os.path.basename(reward_model)]
             run = {"name": f"{condition}__seed{seed}", "condition": condition, "seed": seed, "argv": argv,
@@ -413,7 +426,7 @@ def main(args):
         if os.path.isfile(record_path):
             with open(record_path) as f:
                 record = json.load(f)
-        record["calls"].append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, "args": vars(args)})
+        record["calls"].append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, "args": {k: v for k, v in vars(args).items() if k != "spec"}})
         os.makedirs(experiment_dir, exist_ok=True)
         write_json(record_path, record)
         if todo:
@@ -427,13 +440,13 @@ def main(args):
     runs_by_condition = {condition: [] for condition in args.condition_flags}
     for run in grid:
         if results[run["name"]] is not None and results[run["name"]]["status"] == "finished":
-            runs_by_condition[run["condition"]].append({**read_run(run["dir"], args.window), "wall_s": results[run["name"]]["wall_s"]})
-    plot_comparison(args.plot, runs_by_condition, args.window, len(args.seeds))
+            runs_by_condition[run["condition"]].append({**read_run(run["dir"], args.window, args.metric), "wall_s": results[run["name"]]["wall_s"]})
+    plot_comparison(args.plot, runs_by_condition, args.window, len(args.seeds), args.env_id)
     rows = []
     for condition, flags in args.condition_flags.items():
         reward_model = ["--reward-model", args.reward_models[condition]] if condition in args.reward_models else []
-        rows.append(condition_row(condition, flags + reward_model, runs_by_condition[condition], len(args.seeds)))
-    lines, note = markdown_table(rows, args.window, args.ppo_flags)
+        rows.append(condition_row(condition, flags + reward_model, runs_by_condition[condition], len(args.seeds), args.metric))
+    lines, note = markdown_table(rows, args.window, args.ppo_flags, args.metric)
     os.makedirs(os.path.dirname(os.path.abspath(args.table)), exist_ok=True)
     with open(args.table, "w") as f:
         f.write("\n".join(lines) + "\n\n" + note + "\n")
