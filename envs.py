@@ -276,7 +276,7 @@ def step_scores(oracle: str, env_id: str, obs, actions, rewards, absorbing) -> n
 # The moving dot's are the scripts' own defaults. Elsewhere: C17's segments of many steps (the
 # write-up's plan for Mountain Car: 30 steps), the state-action reward r(o, a) (a potential cannot
 # pay for every step an episode survives) and CleanRL's PPO settings for the kind of env
-# (ppo.py for discrete actions, ppo_continuous_action.py for MuJoCo); benchmarks/envs.py measures them.
+# (ppo.py for discrete actions, ppo_continuous_action.py for MuJoCo); benchmarks/other_envs.py measures them.
 
 _GENERIC_GENERATOR = {"n_segments": 2000, "n_comparisons": 1000, "segment_length": 25}
 _GENERIC_TRAINER = {"reward_form": "state-action", "position_scale": 1.0, "batch_size": 64, "max_steps": 2000,
@@ -290,7 +290,7 @@ DEFAULTS = {
         "ppo_rlhf": {"total_timesteps": 500_000, "num_envs": 16, "num_steps": 128, "ent_coef": 0.01, "eval_episodes": 100},
     },
     "CartPole-v1": {
-        "make_preferences_db": _GENERIC_GENERATOR,
+        "make_preferences_db": {**_GENERIC_GENERATOR, "n_segments": 1000, "n_comparisons": 500},
         "train_reward_model": _GENERIC_TRAINER,
         "ppo_rlhf": {"total_timesteps": 500_000, "eval_episodes": 20},
     },

@@ -1,0 +1,197 @@
+"""Beyond the dot: the whole pipeline on each env and seed, against PPO on the env's own reward.
+
+    python benchmarks/other_envs.py                                        # Mountain Car and CartPole, seeds 1-5
+    python benchmarks/other_envs.py --envs LunarLander-v3 --seeds 1 2 3
+    MUJOCO_GL=egl python benchmarks/other_envs.py --envs Hopper-v5 --seeds 1 2 3
+    python benchmarks/other_envs.py --envs MountainCar-v0 --seeds 1 --quick  # a look: a tenth of the PPO steps
+
+For each env and seed S, every stage runs as a user runs it, its own process on the env's defaults
+(envs.DEFAULTS) with --seed S: make_preferences_db.py (the synthetic teacher: the env's oracle),
+train_reward_model.py, ppo_rlhf.py --rlhf on that reward model, and ppo_rlhf.py on the env reward at
+the same steps. Reported per seed, and as mean and worst over seeds: labels used, each stage's wall
+time, the reward model's held-out accuracy and its correlation with the oracle on held-out steps,
+the final evaluation of both agents (greedy and sampled: mean true return, and the share of episodes
+that terminated, which on Mountain Car is reaching the flag), and the env's goal (GOALS, from issue
+#13) met or not on every seed. Writes, under --out-dir/<env>/: results.json, curves.png (the true
+episodic return during training, mean and range over seeds, as the write-up's figure) and a
+Markdown table (results.md) for the README.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import warnings
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+
+import cli  # noqa: E402
+import envs  # noqa: E402
+import timing  # noqa: E402
+
+# env -> (labels allowed, what the goal is, check(rlhf agent's evaluation, env agent's evaluation) -> met)
+GOALS = {
+    "MountainCar-v0": (1000, "greedy agent reaches the flag in >= 95% of evaluation episodes",
+                       lambda rlhf, env: rlhf["greedy"]["terminated_fraction"] >= 0.95),
+    "CartPole-v1": (500, "greedy mean return >= 475", lambda rlhf, env: rlhf["greedy"]["true_return"] >= 475),
+    "LunarLander-v3": (3000, "greedy mean return >= 200", lambda rlhf, env: rlhf["greedy"]["true_return"] >= 200),
+    "Hopper-v5": (700, ">= 80% of the env-reward agent's greedy return at the same steps",
+                  lambda rlhf, env: rlhf["greedy"]["true_return"] >= 0.8 * env["greedy"]["true_return"]),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="The pipeline on other envs, per seed, against PPO on the env reward.")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="one whole pipeline per seed")
+    p.add_argument("--envs", nargs="+", default=["MountainCar-v0", "CartPole-v1"], help="env ids (envs.SUPPORTED)")
+    p.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results", "other_envs"), help="where the results go")
+    p.add_argument("--quick", action="store_true", help="a tenth of each env's PPO steps: a look, not the result")
+    p.add_argument("--total-timesteps", type=cli.positive_int, default=None, help="PPO steps of both agents (default: the env's)")
+    p.add_argument("--generator-flags", default="", help="extra make_preferences_db.py flags, e.g. '--n-comparisons 500'")
+    p.add_argument("--trainer-flags", default="", help="extra train_reward_model.py flags")
+    p.add_argument("--ppo-flags", default="", help="extra ppo_rlhf.py flags, for both agents")
+    args = p.parse_args(argv)
+    for env_id in args.envs:
+        try:
+            envs.spec(env_id)
+        except envs.EnvError as e:
+            p.error(str(e))
+    return args
+
+
+def episodic_returns(run_dir):
+    """(steps, returns) of charts/episodic_return in a PPO run's TensorBoard folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    events.Reload()
+    if "charts/episodic_return" not in events.Tags()["scalars"]:
+        return np.zeros(0), np.zeros(0)
+    scalars = events.Scalars("charts/episodic_return")
+    return np.array([s.step for s in scalars]), np.array([s.value for s in scalars])
+
+
+def smoothed(steps, values, grid, window=20):
+    """A rolling mean over ``window`` episodes, read off at ``grid``."""
+    if len(values) == 0:
+        return np.full(len(grid), np.nan)
+    kernel = np.ones(min(window, len(values))) / min(window, len(values))
+    mean = np.convolve(values, kernel, mode="valid")
+    return np.interp(grid, steps[len(steps) - len(mean):], mean, left=np.nan)
+
+
+def run_pipeline(env_id, seed, workdir, args):
+    """One whole pipeline; returns its figures."""
+    os.makedirs(workdir, exist_ok=True)
+    common = ["--seed", str(seed), "--env-id", env_id]
+    steps = args.total_timesteps
+    ppo_extra = args.ppo_flags.split()
+    if steps is None and args.quick:
+        steps = max(20_000, envs.defaults(env_id, "ppo_rlhf", continuous=not envs.spec(env_id).discrete).get("total_timesteps", 1_000_000) // 10)
+    if steps is not None:
+        ppo_extra += ["--total-timesteps", str(steps)]
+    stages = {
+        "generator": ["make_preferences_db.py", *common, "--db", "preferences.db", "--overwrite", *args.generator_flags.split()],
+        "trainer": ["train_reward_model.py", *common, "--db", "preferences.db", "--out", "reward_model.pt", "--overwrite",
+                    "--no-progress", "--run-dir", "runs", *args.trainer_flags.split()],
+        "ppo_rlhf": ["ppo_rlhf.py", *common, "--rlhf", "--reward-model", "reward_model.pt", "--save-path", "agent_rlhf.pt",
+                     "--overwrite", "--no-progress", "--run-dir", "runs_rlhf", *ppo_extra],
+        "ppo_env": ["ppo_rlhf.py", *common, "--save-path", "agent_env.pt", "--overwrite", "--no-progress", "--run-dir", "runs_env", *ppo_extra],
+    }
+    times = {}
+    for name, argv in stages.items():
+        result = timing.run_stage([os.path.join(ROOT, argv[0]), *argv[1:]], workdir, "benchmarks/other_envs.py")
+        times[name] = result["wall_s"]
+        print(f"  {env_id} seed {seed} {name}: {result['wall_s']:.1f} s", flush=True)
+    import agent as agent_lib
+    import db
+    import reward_model as rm
+
+    model = rm.load(os.path.join(workdir, "reward_model.pt"))
+    counts = db.count_by_status(os.path.join(workdir, "preferences.db"))
+    figures = {"seed": seed, "labels": counts["labeled"] + counts["incomparable"], "seconds": times,
+               "held_out_accuracy": model.summary["val_accuracy"], "reward_correlation": model.summary.get("reward_correlation"),
+               "return_correlation": model.summary.get("return_correlation")}
+    for condition in ("rlhf", "env"):
+        summary = agent_lib.load(os.path.join(workdir, f"agent_{condition}.pt"))[1]["summary"]
+        figures[condition] = {"greedy": summary["greedy"], "sampled": summary["sampled"], "global_step": summary["global_step"]}
+        figures[condition]["curve"] = [a.tolist() for a in episodic_returns(glob_one(os.path.join(workdir, f"runs_{condition}")))]
+    return figures
+
+
+def glob_one(folder):
+    (run,) = [os.path.join(folder, name) for name in os.listdir(folder)]
+    return run
+
+
+def plot(path, env_id, results):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    last = max(max(r[c]["global_step"] for c in ("rlhf", "env")) for r in results)
+    grid = np.linspace(0, last, 200)
+    for condition, label, colour in (("env", "PPO on the env reward", "C0"), ("rlhf", "PPO on the learned reward (--rlhf)", "C1")):
+        curves = np.array([smoothed(*map(np.asarray, r[condition]["curve"]), grid) for r in results])
+        with warnings.catch_warnings():  # before a seed's first episode ends, its curve is NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean, low, high = np.nanmean(curves, 0), np.nanmin(curves, 0), np.nanmax(curves, 0)
+        ax.plot(grid, mean, color=colour, label=f"{label}, mean of {len(results)} seeds")
+        ax.fill_between(grid, low, high, color=colour, alpha=0.2, linewidth=0)
+    labels = results[0]["labels"]
+    ax.set(xlabel="env steps", ylabel="true episodic return (rolling 20 episodes)",
+           title=f"{env_id}: {labels} synthetic labels ({envs.DEFAULT_ORACLE.get(env_id, 'reward')} oracle); band: min-max over seeds")
+    ax.legend(loc="lower right")
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def table(env_id, results):
+    goal = GOALS.get(env_id)
+    lines = [f"| seed | labels | held-out accuracy | reward corr. | rlhf greedy | rlhf sampled | rlhf terminated (greedy) | env greedy | env sampled"
+             f" | env terminated (greedy) | wall s (gen / train / rlhf / env) |{' goal met |' if goal else ''}",
+             "|" + "---|" * (12 if goal else 11)]
+    for r in results:
+        cells = [r["seed"], r["labels"], f"{r['held_out_accuracy']:.3f}", f"{r['reward_correlation']:.3f}",
+                 f"{r['rlhf']['greedy']['true_return']:.1f}", f"{r['rlhf']['sampled']['true_return']:.1f}",
+                 f"{r['rlhf']['greedy']['terminated_fraction']:.0%}", f"{r['env']['greedy']['true_return']:.1f}",
+                 f"{r['env']['sampled']['true_return']:.1f}", f"{r['env']['greedy']['terminated_fraction']:.0%}",
+                 " / ".join(f"{r['seconds'][s]:.0f}" for s in ("generator", "trainer", "ppo_rlhf", "ppo_env"))]
+        if goal:
+            cells.append("yes" if goal[2](r["rlhf"], r["env"]) and r["labels"] <= goal[0] else "**no**")
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return lines
+
+
+def main(args):
+    print(f"machine: {timing.machine()}")
+    for env_id in args.envs:
+        out = os.path.join(args.out_dir, env_id)
+        os.makedirs(out, exist_ok=True)
+        results = []
+        for seed in args.seeds:
+            workdir = os.path.join(out, f"seed{seed}")
+            shutil.rmtree(workdir, ignore_errors=True)
+            results.append(run_pipeline(env_id, seed, workdir, args))
+        goal = GOALS.get(env_id)
+        met = [goal[2](r["rlhf"], r["env"]) and r["labels"] <= goal[0] for r in results] if goal else None
+        report = {"env_id": env_id, "seeds": args.seeds, "quick": args.quick, "machine": timing.machine(), "results": results,
+                  "goal": goal[1] if goal else None, "goal_labels": goal[0] if goal else None, "goal_met_every_seed": all(met) if goal else None}
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(report, f, indent=1)
+        plot(os.path.join(out, "curves.png"), env_id, results)
+        lines = table(env_id, results)
+        summary = (f"{env_id}: goal ({goal[1]}, <= {goal[0]} labels) met on {sum(met)}/{len(met)} seeds" if goal else f"{env_id}: no goal set")
+        with open(os.path.join(out, "results.md"), "w") as f:
+            f.write("\n".join([summary, "", *lines, ""]))
+        print("\n".join([summary, *lines]), flush=True)
+
+
+if __name__ == "__main__":
+    main(parse_args())
