@@ -49,7 +49,7 @@ class Agent(nn.Module):
     with ``norm_obs``, from running statistics (CleanRL's NormalizeObservation), clipped to +-10."""
 
     def __init__(self, obs_dim=2, n_actions=md.N_ACTIONS, action_dim=None, hidden_size=64, norm_obs=False,
-                 obs_low=md.OBS_LOW, obs_high=md.OBS_HIGH):
+                 obs_low=None, obs_high=None):
         super().__init__()
         if (n_actions is None) == (action_dim is None):
             raise ValueError("an agent has either n_actions (Discrete) or action_dim (Box)")
@@ -70,6 +70,8 @@ class Agent(nn.Module):
         )
         if not self.discrete:
             self.actor_logstd = nn.Parameter(torch.zeros(1, self.n_outputs))
+        if obs_low is None:  # rebuilt from a file, whose weights hold the scaling (a version-1 file: the moving dot's bounds)
+            obs_low, obs_high = (md.OBS_LOW, md.OBS_HIGH) if obs_dim == 2 else (np.full(obs_dim, -np.inf), np.full(obs_dim, np.inf))
         offset, scale = (np.zeros(obs_dim, np.float32), np.ones(obs_dim, np.float32)) if norm_obs else bounds_scaling(obs_low, obs_high)
         self.register_buffer("obs_offset", torch.as_tensor(offset))
         self.register_buffer("obs_scale", torch.as_tensor(scale))

@@ -21,6 +21,7 @@ wherever ``spec.tabular`` holds.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -101,6 +102,8 @@ def spec(env_id: str) -> EnvSpec:
     """The spec of a registered env, or an EnvError that says what to do."""
     if ":" in env_id:  # "module:Env-v0": gymnasium imports the module, which registers the env
         module = env_id.split(":")[0]
+        if os.getcwd() not in sys.path:  # a module next to where the command runs, as `python -m` would find it
+            sys.path.append(os.getcwd())
         try:
             __import__(module)
         except ImportError as e:
@@ -172,6 +175,7 @@ def last_observations(next_obs, info):
 
 def make_render_env(env_spec: EnvSpec):
     """One env that renders rgb_array frames (for a person's clips), or an EnvError that names the fix."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws offscreen: no display, and no complaint about one
     try:
         env = gym.make(env_spec.env_id, render_mode="rgb_array")
         env.reset(seed=0)
@@ -302,7 +306,9 @@ DEFAULTS = {
     "LunarLander-v3": {
         "make_preferences_db": {**_GENERIC_GENERATOR, "n_segments": 6000, "n_comparisons": 3000},
         "train_reward_model": _GENERIC_TRAINER,
-        "ppo_rlhf": {"total_timesteps": 2_000_000, "num_envs": 16, "num_steps": 128, "eval_episodes": 20},
+        # RL Zoo's PPO settings for LunarLander (ppo.yml): 16 envs x 1024 steps, minibatches of 64, gamma 0.999
+        "ppo_rlhf": {"total_timesteps": 1_000_000, "num_envs": 16, "num_steps": 1024, "num_minibatches": 256, "update_epochs": 4,
+                     "gamma": 0.999, "gae_lambda": 0.98, "ent_coef": 0.01, "eval_episodes": 20},
     },
     "Pendulum-v1": {
         "make_preferences_db": _GENERIC_GENERATOR,
