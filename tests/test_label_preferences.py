@@ -1,8 +1,11 @@
 """The labeling app (label_preferences.py) and its DB functions: every route and every bad
 request through Flask's test client, leases under concurrency, the trainer on human labels,
-the command line, and an end-to-end run in a real headless chromium."""
+the clips of an env other than the moving dot (Mountain Car, CartPole: the env's own rendering
+of each segment), the command line, and end-to-end runs in a real headless chromium."""
 
+import io
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -15,9 +18,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
+import gymnasium as gym
+import numpy as np
 import pytest
+from PIL import Image
 
 import db
+import envs
 import label_preferences as lp
 import make_preferences_db
 import train_reward_model
@@ -27,10 +34,10 @@ LEASE = 300.0
 COLUMNS = "id, split, status, mu1, mu2, label_source, labeler, labeled_at IS NOT NULL, batch"
 
 
-def make_queries(path, n_comparisons=20, segment_length=3, oracle="none", append=False, seed=1):
+def make_queries(path, n_comparisons=20, segment_length=3, oracle="none", append=False, seed=1, env_id=envs.DEFAULT_ENV_ID):
     """A DB of unlabeled queries, as the README's demo makes it (10% held out)."""
     make_preferences_db.main(make_preferences_db.parse_args([
-        "--seed", str(seed), "--db", str(path), "--oracle", oracle, "--segment-length", str(segment_length),
+        "--seed", str(seed), "--db", str(path), "--env-id", env_id, "--oracle", oracle, "--segment-length", str(segment_length),
         "--n-segments", str(2 * n_comparisons), "--n-comparisons", str(n_comparisons), *(["--append"] if append else [])]))
     return str(path)
 
@@ -354,6 +361,137 @@ def test_train_reward_model_trains_on_human_labels(tmp_path):
     assert (summary["n_train"], summary["n_validation"]) == (10, 1)
 
 
+# --- any other env: clips of the env's own rendering -------------------------------------------
+
+@pytest.fixture(scope="module")
+def car_template(tmp_path_factory):
+    return make_queries(tmp_path_factory.mktemp("car") / "car.db", n_comparisons=10, segment_length=10, env_id="MountainCar-v0")
+
+
+@pytest.fixture
+def car_db(tmp_path, car_template):
+    path = str(tmp_path / "car.db")
+    shutil.copy(car_template, path)
+    return path
+
+
+@pytest.fixture
+def car_client(car_db):
+    return lp.create_app(car_db, "alice", LEASE).test_client()
+
+
+def clip_frames(client, segment):
+    """The frames of a segment's clip, as the page cuts them from the sheet: (k + 1, h, w, 3)."""
+    clip = segment["clip"]
+    response = client.get(clip["url"])
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    sheet = np.asarray(Image.open(io.BytesIO(response.data)).convert("RGB"))
+    h, w, columns = clip["height"], clip["width"], clip["columns"]
+    return np.stack([sheet[i // columns * h:(i // columns + 1) * h, i % columns * w:(i % columns + 1) * w] for i in range(clip["frames"])])
+
+
+def rendered_directly(env_id, path, segment, size):
+    """The segment played again in a plain gymnasium env: its frames scaled to ``size`` and its
+    observations, to be compared with what the DB stored."""
+    env = gym.make(env_id, render_mode="rgb_array")
+    seed, start, episode_actions = db.segment_replay(path, segment["id"])
+    obs = env.reset(seed=seed)[0]
+    for action in episode_actions[:start]:
+        obs = env.step(int(action))[0]
+    frames, observations = [env.render()], [obs]
+    for t, action in enumerate(episode_actions[start:]):
+        if not segment["absorbing"][t]:
+            obs = env.step(int(action))[0]
+            frames.append(env.render())
+        else:
+            frames.append(frames[-1])
+        observations.append(obs)
+    env.close()
+    scale = lambda frame: np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))  # noqa: E731
+    return np.stack([scale(f) for f in frames]), np.array(observations, dtype=np.float32)
+
+
+def test_clips_view_for_any_env_but_the_dot(car_client, client):
+    result = car_client.post("/api/next").json
+    assert result["view"] == "clips"
+    for key in ("segment1", "segment2"):
+        segment = result["comparison"][key]
+        assert segment["replayable"] and segment["clip_message"] is None
+        assert segment["clip"] == {"url": f"/api/clip/{segment['id']}", "frames": 11, "width": 400, "height": 267, "columns": 6}
+    html = car_client.get("/").get_data(as_text=True)
+    assert 'data-view="clips"' in html and "MountainCar-v0" in html and "Which clip do you prefer?" in html
+    # the moving dot keeps its diagram, and has no clips
+    dot = client.post("/api/next").json
+    assert dot["view"] == "diagram" and "clip" not in dot["comparison"]["segment1"]
+    assert 'data-view="diagram"' in client.get("/").get_data(as_text=True)
+    response = client.get("/api/clip/1")
+    assert response.status_code == 404 and "has no clips" in response.json["error"]
+
+
+def test_a_clip_is_the_envs_own_rendering_of_the_segment(car_client, car_db):
+    comparison = next_pair(car_client)
+    clips = [clip_frames(car_client, comparison[key]) for key in ("segment1", "segment2")]
+    for key, frames in zip(("segment1", "segment2"), clips):
+        segment = comparison[key]
+        expected, observations = rendered_directly("MountainCar-v0", car_db, segment, (400, 267))
+        np.testing.assert_array_equal(observations, np.array(segment["positions"], dtype=np.float32))  # the stored segment ...
+        np.testing.assert_array_equal(frames, expected)  # ... is what the clip shows, frame by frame
+        assert len({f.tobytes() for f in frames}) > 1  # the car moves
+    assert not np.array_equal(clips[0], clips[1])
+    url = comparison["segment1"]["clip"]["url"]
+    first = car_client.get(url)
+    start = time.perf_counter()
+    again = car_client.get(url)
+    assert again.data == first.data and time.perf_counter() - start < 0.05  # from the cache
+    assert car_client.get(url, headers={"If-None-Match": first.headers["ETag"]}).status_code == 304
+
+
+def test_a_clip_holds_its_last_frame_once_the_episode_ended(tmp_path):
+    path = make_queries(tmp_path / "pole.db", n_comparisons=10, segment_length=10, env_id="CartPole-v1")
+    client = lp.create_app(path, "alice", LEASE).test_client()
+    for _ in range(10):  # random CartPole episodes are short: most pairs hold an episode's end
+        segment = next_pair(client)["segment1"]
+        if any(segment["absorbing"]):
+            break
+    end = segment["absorbing"].index(True)  # the observation at step `end` is the terminal one
+    frames = clip_frames(client, segment)
+    expected, _ = rendered_directly("CartPole-v1", path, segment, (400, 267))
+    np.testing.assert_array_equal(frames, expected)
+    assert all(np.array_equal(frames[end], f) for f in frames[end:]) and not np.array_equal(frames[end - 1], frames[end])
+
+
+def test_a_segment_that_cannot_be_replayed_says_why(car_client, car_db):
+    conn = sqlite3.connect(car_db)
+    conn.execute("UPDATE segments SET reset_seed = NULL")  # as segments drawn without a rollout are stored
+    conn.commit()
+    conn.close()
+    segment = next_pair(car_client)["segment1"]
+    assert segment["replayable"] is False and segment["clip"] is None and "cannot be replayed" in segment["clip_message"]
+    response = car_client.get(f"/api/clip/{segment['id']}")
+    assert response.status_code == 409 and "cannot be replayed" in response.json["error"]
+    missing = car_client.get("/api/clip/999")
+    assert missing.status_code == 404 and missing.json["error"] == "no segment with id 999 in this DB"
+
+
+def test_the_env_comes_from_the_db_and_a_renderer_that_fails_stops_the_start(car_db, monkeypatch, capsys):
+    other = run_script("--db", car_db, "--env-id", "CartPole-v1")
+    assert other.returncode != 0 and other.stdout == "" and other.stderr.count("\n") == 1
+    assert f"{car_db} was made for MountainCar-v0, not CartPole-v1; pass --env-id MountainCar-v0" in other.stderr
+
+    def no_renderer(env_spec):
+        raise envs.EnvError(f"{env_spec.env_id} cannot render frames (FatalError: no GL); set MUJOCO_GL=egl")
+
+    monkeypatch.setattr(envs, "make_render_env", no_renderer)
+    with pytest.raises(envs.EnvError, match="MountainCar-v0 cannot render frames.*MUJOCO_GL=egl"):
+        lp.main(lp.parse_args(["--db", car_db, "--port", "0", "--env-id", "MountainCar-v0"]))
+    assert "label at" not in capsys.readouterr().out  # failed before serving
+    # when nothing is pending, the page's command makes more queries for the same env
+    command = lp.more_queries_command(car_db)
+    assert "--env-id MountainCar-v0" in command
+    make_preferences_db.main(make_preferences_db.parse_args(shlex.split(command)[2:]))
+    assert db.count_by_status(car_db, batch=1)["pending"] == 100
+
+
 # --- the command line --------------------------------------------------------------------------
 
 def run_script(*args, **kwargs):
@@ -420,16 +558,26 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def server(queries):
+def serve(path):
+    """The app on a free port in a thread: (its URL, a function that stops it)."""
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, lp.create_app(queries, "alice", LEASE), threaded=True)
+    server = make_server("127.0.0.1", 0, lp.create_app(path, "alice", LEASE), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/"
-    server.shutdown()
-    thread.join()
+
+    def stop():
+        server.shutdown()
+        thread.join()
+
+    return f"http://127.0.0.1:{server.server_port}/", stop
+
+
+@pytest.fixture
+def server(queries):
+    url, stop = serve(queries)
+    yield url
+    stop()
 
 
 def open_page(browser, url, problems):
@@ -509,3 +657,42 @@ def test_the_page_says_when_nothing_is_pending(browser, tmp_path):
     finally:
         server.shutdown()
         thread.join()
+
+
+CANVAS_CENTRE = """id => { const c = document.getElementById(id);
+    return Array.from(c.getContext("2d").getImageData(c.width / 2, c.height / 2, 1, 1).data); }"""
+
+
+def test_label_mountain_car_clips_in_a_real_browser(browser, car_db, tmp_path):
+    url, stop = serve(car_db)
+    problems = []
+    try:
+        page = open_page(browser, url, problems)
+        assert page.get_attribute("body", "data-view") == "clips"
+        for frame in ("10", "0"):  # both clips play to the end and loop
+            page.wait_for_function("i => document.body.dataset.frame === i", arg=frame, timeout=10000)
+        for side in ("canvas-left", "canvas-right"):  # a frame of the env's (its white sky), not the empty canvas
+            assert min(page.evaluate(CANVAS_CENTRE, side)[:3]) > 200
+        page.screenshot(path=str(tmp_path / "mountain_car_page.png"))
+        first = shown(page)
+        second = act(page, lambda: page.keyboard.press("ArrowLeft"))
+        third = act(page, lambda: page.keyboard.press("ArrowRight"))
+        # the second pair's left segment loses its replay info: shown again, it says why instead of a clip
+        segment1 = rows(car_db, "segment1_id")[second - 1][0]
+        conn = sqlite3.connect(car_db)
+        conn.execute("UPDATE segments SET reset_seed = NULL WHERE id = ?", (segment1,))
+        conn.commit()
+        conn.close()
+        back = act(page, lambda: page.keyboard.press("z"))
+        assert back == second and "Undid" in page.inner_text("#status")
+        assert page.is_visible("#message-left") and "cannot be replayed" in page.inner_text("#message-left")
+        assert not page.is_visible("#message-right") and min(page.evaluate(CANVAS_CENTRE, "canvas-right")[:3]) > 200
+        act(page, lambda: page.keyboard.press("ArrowDown"))  # ... and answered again
+        expected = {first: ("labeled", 1.0, 0.0), second: ("labeled", 0.5, 0.5)}
+        for row in rows(car_db):
+            assert row[2:8] == ((*expected[row[0]], "human", "alice", 1) if row[0] in expected else ("pending", None, None, None, None, 0))
+        assert shown(page) == third  # the pair on screen at the undo went back to the pool, and is next again
+        page.close()
+    finally:
+        stop()
+    assert problems == []

@@ -1,19 +1,21 @@
 "use strict";
 // The labeling page: fetch a leased pair from /api/next, play both segments as looping
-// animations, send the answer to /api/answer, undo with /api/undo. Everything is drawn on
-// canvases from the stored positions; nothing is loaded from outside the app.
+// animations, send the answer to /api/answer, undo with /api/undo. Two views, as /api/next
+// says: the moving dot's "diagram", drawn on canvases from the stored positions, and "clips",
+// the env's own frames, one PNG sheet per segment from /api/clip/<id>, played in step on the
+// same canvases. Nothing is loaded from outside the app.
 
 (function () {
   const config = JSON.parse(document.getElementById("config").textContent);
-  const env = config.env;
-  const [CX, CY] = env.centre;
+  const field = config.env.native || {};  // the moving dot's field; other envs have none (and no diagram)
+  const [CX, CY] = field.centre || [0, 0];
   const COLOURS = { left: "#4cc9f0", right: "#ffb703", centre: "#7ee787", wall: "#3a4250" };
   const ANSWER_TEXT = { segment1: "left better", segment2: "right better", equal: "equal", incomparable: "can't tell" };
   const $ = (id) => document.getElementById(id);
 
   const clips = {
-    left: { canvas: $("canvas-left"), caption: $("caption-left"), figure: $("canvas-left").closest(".clip"), colour: COLOURS.left },
-    right: { canvas: $("canvas-right"), caption: $("caption-right"), figure: $("canvas-right").closest(".clip"), colour: COLOURS.right },
+    left: { canvas: $("canvas-left"), caption: $("caption-left"), message: $("message-left"), figure: $("canvas-left").closest(".clip"), colour: COLOURS.left },
+    right: { canvas: $("canvas-right"), caption: $("caption-right"), message: $("message-right"), figure: $("canvas-right").closest(".clip"), colour: COLOURS.right },
   };
   const state = { comparison: null, scene: null, busy: false, undoStack: [], pollTimer: null };
 
@@ -54,7 +56,7 @@
     clearTimeout(state.pollTimer);
     const result = await api("/api/next");
     showProgress(result.progress);
-    if (result.comparison) show(result.comparison);
+    if (result.comparison) await show(result.comparison, result.view);
     else showEmpty(result.message, result.command);
   }
 
@@ -98,7 +100,7 @@
         const result = await api("/api/undo", { comparison_id: last.id, token: last.token });
         state.undoStack.pop();
         await release(state.comparison);  // the pair on screen goes back to the pool
-        show(result.comparison);
+        await show(result.comparison, result.view);
         showProgress(result.progress);
         setStatus(`Undid #${last.id} (${ANSWER_TEXT[last.answer]}); answer it again.`, "");
       } catch (error) {
@@ -132,16 +134,26 @@
     $("progress-fill").style.width = `${total ? (100 * p.labeled) / total : 0}%`;
   }
 
-  function show(comparison) {
+  // a pair is ready once both its clips are loaded (a diagram needs nothing more), so that
+  // nobody answers before seeing them, and both start together
+  async function show(comparison, view) {
     state.comparison = comparison;
-    state.scene = makeScene(comparison);
+    if (state.scene && state.scene.kind === "clips") state.scene.views.forEach((v) => v.bitmap && v.bitmap.close());
+    state.scene = null;
+    for (const clip of Object.values(clips)) showMessage(clip, "");
+    state.scene = view === "clips" ? await makeClipScene(comparison) : makeScene(comparison);
     document.body.dataset.state = "ready";
     document.body.dataset.comparisonId = comparison.id;
     $("empty").hidden = true;
-    clips.left.caption.textContent = describe(comparison.segment1);
-    clips.right.caption.textContent = describe(comparison.segment2);
+    clips.left.caption.textContent = describe(comparison.segment1, view);
+    clips.right.caption.textContent = describe(comparison.segment2, view);
     for (const clip of Object.values(clips)) clip.figure.classList.remove("chosen");
     setButtons();
+  }
+
+  function showMessage(clip, text) {
+    clip.message.textContent = text;
+    clip.message.hidden = !text;
   }
 
   function showEmpty(message, command) {
@@ -160,8 +172,12 @@
     state.pollTimer = setTimeout(poll, 4000);
   }
 
-  function describe(segment) {
+  function describe(segment, view) {
     const k = segment.actions.length;
+    if (view === "clips") {
+      const end = segment.absorbing.indexOf(true);  // the first step after the episode ended
+      return `${k} steps` + (end >= 0 ? ` · the episode ends at step ${end}` : "");
+    }
     const [first, last] = [segment.positions[0], segment.positions[k]];
     const stays = first[0] === last[0] && first[1] === last[1];
     if (k === 1) {
@@ -273,7 +289,7 @@
       ctx.stroke();
     }
     ctx.fillStyle = wallPattern(ctx);
-    const [wl, wr, wt, wb] = [X(env.x_min - 0.5), X(env.x_max + 0.5), Y(env.y_min - 0.5), Y(env.y_max + 0.5)];
+    const [wl, wr, wt, wb] = [X(field.x_min - 0.5), X(field.x_max + 0.5), Y(field.y_min - 0.5), Y(field.y_max + 0.5)];
     if (wl > 0) ctx.fillRect(0, 0, wl, H);
     if (wr < W) ctx.fillRect(wr, 0, W - wr, H);
     if (wt > 0) ctx.fillRect(0, 0, W, wt);
@@ -351,7 +367,7 @@
 
   function insetBox(W) {  // where the whole-field inset sits: top right
     const w = Math.round(W * 0.27);
-    return { x0: W - w - 10, y0: 10, w, h: (env.height * w) / env.width };
+    return { x0: W - w - 10, y0: 10, w, h: (field.height * w) / field.width };
   }
 
   // the centre: a target where it is in view, otherwise an arrow at the edge pointing to it
@@ -405,7 +421,7 @@
 
   // the whole field as the env renders it (white dot on black), the centre, and where the zoom is
   function drawInset(ctx, clip, view, scene, here, W) {
-    const { x0, y0, w, h } = insetBox(W), m = w / env.width;
+    const { x0, y0, w, h } = insetBox(W), m = w / field.width;
     ctx.save();
     ctx.globalAlpha = 0.9;
     ctx.translate(x0, y0);
@@ -427,10 +443,77 @@
     ctx.stroke();
     ctx.strokeStyle = clip.colour;
     ctx.strokeRect((view.x0 + 0.5) * m, (view.y0 + 0.5) * m, scene.w * m, scene.h * m);
-    const half = (env.width - env.x_max - 1) * m;  // the dot's half-size: it is 9 x 9 field pixels
+    const half = (field.width - field.x_max - 1) * m;  // the dot's half-size: it is 9 x 9 field pixels
     ctx.fillStyle = "#fff";
     ctx.fillRect((here[0] + 0.5) * m - half - 0.5 * m, (here[1] + 0.5) * m - half - 0.5 * m, 2 * half + m, 2 * half + m);
     ctx.restore();
+  }
+
+  // --- clips: the env's own frames ---------------------------------------------------------
+
+  // A clip's frames come as one sheet (left to right, top to bottom); a segment that cannot be
+  // replayed, or whose clip fails to load, shows why instead. Both clips share one clock, so they
+  // play in step: frame i of the left at the same moment as frame i of the right.
+  async function makeClipScene(comparison) {
+    const segments = [comparison.segment1, comparison.segment2];
+    const views = await Promise.all(segments.map((segment, i) => loadClip(segment, i ? clips.right : clips.left)));
+    const k = segments[0].actions.length;
+    const stepMs = Math.min(450, Math.max(1000 / (config.fps || 30), 2000 / k));  // the env's speed, but a clip lasts >= 2 s
+    return { kind: "clips", k, stepMs, hold0: 300, hold1: 700, t0: performance.now(), views };
+  }
+
+  async function loadClip(segment, clip) {
+    const view = { segment, clip: segment.clip, bitmap: null, end: segment.absorbing.indexOf(true) };
+    if (!segment.clip) {
+      showMessage(clip, segment.clip_message);
+      return view;
+    }
+    try {
+      const response = await fetch(segment.clip.url);
+      if (!response.ok) {
+        let message = `${response.status} ${response.statusText}`;
+        try { message = (await response.json()).error || message; } catch (e) { /* not JSON */ }
+        throw new Error(message);
+      }
+      view.bitmap = await createImageBitmap(await response.blob());
+    } catch (error) {
+      showMessage(clip, `Cannot show this clip: ${error.message}`);
+    }
+    return view;
+  }
+
+  function drawFrame(clip, view, scene, i) {
+    const canvas = clip.canvas, dpr = window.devicePixelRatio || 1;
+    const W = canvas.clientWidth, H = canvas.clientHeight;
+    if (!W || !H) return;
+    if (canvas.width !== Math.round(W * dpr) || canvas.height !== Math.round(H * dpr)) {
+      canvas.width = Math.round(W * dpr);
+      canvas.height = Math.round(H * dpr);
+    }
+    const ctx = canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.fillStyle = "#0a0e14";
+    ctx.fillRect(0, 0, W, H);
+    if (!view.bitmap) return;
+    // the frame as large as fits, centred (letterboxed): the env's aspect ratio is kept
+    const { width: fw, height: fh, columns } = view.clip;
+    const s = Math.min(W / fw, (H - 8) / fh), dw = fw * s, dh = fh * s, dx = (W - dw) / 2, dy = (H - 8 - dh) / 2;
+    ctx.imageSmoothingEnabled = true;
+    ctx.imageSmoothingQuality = "high";
+    ctx.drawImage(view.bitmap, (i % columns) * fw, Math.floor(i / columns) * fh, fw, fh, dx, dy, dw, dh);
+    // where in the clip we are: a bar under the frame, and a badge once the episode is over
+    ctx.fillStyle = "rgba(255, 255, 255, 0.12)";
+    ctx.fillRect(dx, H - 5, dw, 3);
+    ctx.fillStyle = clip.colour;
+    ctx.fillRect(dx, H - 5, (dw * i) / scene.k, 3);
+    ctx.font = "600 12px system-ui, sans-serif";
+    ctx.textAlign = "left";
+    const label = `step ${i} / ${scene.k}` + (view.end >= 0 && i >= view.end ? " · episode over" : "");
+    const tw = ctx.measureText(label).width;
+    ctx.fillStyle = "rgba(10, 14, 20, 0.72)";
+    ctx.fillRect(dx + 8, dy + 8, tw + 14, 22);
+    ctx.fillStyle = view.end >= 0 && i >= view.end ? "#ff7b72" : "#e6edf3";
+    ctx.fillText(label, dx + 15, dy + 23);
   }
 
   function frame(now) {
@@ -439,8 +522,15 @@
       const cycle = scene.hold0 + scene.k * scene.stepMs + scene.hold1;
       const phase = (now - scene.t0) % cycle;
       const t = Math.min(Math.max((phase - scene.hold0) / scene.stepMs, 0), scene.k);
-      drawClip(clips.left, scene.views[0], scene, t);
-      drawClip(clips.right, scene.views[1], scene, t);
+      if (scene.kind === "clips") {
+        const i = Math.floor(t);
+        if (document.body.dataset.frame !== String(i)) document.body.dataset.frame = i;  // which frame is on screen
+        drawFrame(clips.left, scene.views[0], scene, i);
+        drawFrame(clips.right, scene.views[1], scene, i);
+      } else {
+        drawClip(clips.left, scene.views[0], scene, t);
+        drawClip(clips.right, scene.views[1], scene, t);
+      }
     }
     requestAnimationFrame(frame);
   }
