@@ -34,6 +34,8 @@ import moving_dot as md
 DEFAULT_ENV_ID = "MovingDot-v0"
 SUPPORTED = ("MovingDot-v0", "MountainCar-v0", "CartPole-v1", "Acrobot-v1", "LunarLander-v3", "Pendulum-v1", "Hopper-v5")
 NATIVE = {"MovingDot-v0": md}  # envs with a native vector env and exact tables
+if not os.environ.get("DISPLAY"):  # MuJoCo renders headless only through EGL (or OSMesa), never through GLFW
+    os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 class EnvError(Exception):
@@ -54,6 +56,11 @@ class EnvSpec:
     max_episode_steps: int
 
     @property
+    def registered_id(self) -> str:
+        """The id in gymnasium's registry: ``env_id`` without a ``module:`` prefix."""
+        return self.env_id.split(":")[-1]
+
+    @property
     def discrete(self) -> bool:
         return self.n_actions is not None
 
@@ -65,7 +72,7 @@ class EnvSpec:
     @property
     def native(self):
         """The env's native module (the moving dot's), or None."""
-        return NATIVE.get(self.env_id)
+        return NATIVE.get(self.registered_id)
 
     @property
     def tabular(self) -> bool:
@@ -100,6 +107,7 @@ def _finite(bound) -> np.ndarray:
 
 def spec(env_id: str) -> EnvSpec:
     """The spec of a registered env, or an EnvError that says what to do."""
+    full_id = env_id
     if ":" in env_id:  # "module:Env-v0": gymnasium imports the module, which registers the env
         module = env_id.split(":")[0]
         if os.getcwd() not in sys.path:  # a module next to where the command runs, as `python -m` would find it
@@ -119,6 +127,11 @@ def spec(env_id: str) -> EnvSpec:
     except gym.error.DependencyNotInstalled as e:
         raise EnvError(f"--env-id {env_id} needs a package that is not installed ({str(e).splitlines()[0]});"
                        " `make setup` installs every supported env's extras") from None
+    except Exception as e:  # noqa: BLE001  an env that cannot even be made: say why in one line
+        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        hint = (f"; MuJoCo could not load its renderer (MUJOCO_GL={os.environ.get('MUJOCO_GL')}): try MUJOCO_GL=egl or MUJOCO_GL=osmesa"
+                if "mujoco" in env_id.lower() or "GL" in reason or env_id in ("Hopper-v5",) else "")
+        raise EnvError(f"--env-id {env_id} cannot be made ({reason}){hint}") from None
     try:
         obs_space, action_space = env.observation_space, env.action_space
         limit = env.spec.max_episode_steps if env.spec is not None else None
@@ -136,7 +149,7 @@ def spec(env_id: str) -> EnvSpec:
         raise EnvError(f"--env-id {env_id} has action space {action_space}; supported: Discrete(n) or a bounded 1-D Box")
     if not limit:
         raise EnvError(f"--env-id {env_id} has no time limit; register it with max_episode_steps (segments and evaluations need episodes that end)")
-    return EnvSpec(env_id, int(obs_space.shape[0]), _finite(obs_space.low), _finite(obs_space.high), n_actions, low, high, int(limit))
+    return EnvSpec(full_id, int(obs_space.shape[0]), _finite(obs_space.low), _finite(obs_space.high), n_actions, low, high, int(limit))
 
 
 def check_params(stored: dict, current: EnvSpec, what: str, fix: str) -> None:
@@ -156,7 +169,7 @@ def make_vector_env(env_spec: EnvSpec, num_envs: int, max_episode_steps: int | N
     limit = max_episode_steps or env_spec.max_episode_steps
     if env_spec.native is not None:
         return env_spec.native.MovingDotVectorEnv(num_envs=num_envs, max_episode_steps=limit, render_mode=render_mode)
-    return gym.make_vec(env_spec.env_id, num_envs=num_envs, vectorization_mode="sync", max_episode_steps=limit,
+    return gym.make_vec(env_spec.registered_id, num_envs=num_envs, vectorization_mode="sync", max_episode_steps=limit,
                         vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP}, render_mode=render_mode)
 
 
@@ -173,11 +186,29 @@ def last_observations(next_obs, info):
     return np.where(ended[:, None], final, next_obs).astype(next_obs.dtype, copy=False)
 
 
+def step_running(vec, actions, running):
+    """Step the envs of ``vec`` whose episodes are still ``running`` (N,) bool, with no autoreset:
+    (the observations the actions led to, rewards, terminated), each (N, ...), zeros where not
+    running. gymnasium's SyncVectorEnv steps each of its envs in Python anyway, so skipping those
+    whose episode is over saves their whole cost (a random LunarLander episode lasts ~100 steps
+    of a 1000-step limit); the native vector env steps every dot at once."""
+    if not hasattr(vec, "envs"):  # a native vector env: one numpy step for all
+        next_obs, reward, terminated, _, info = vec.step(actions)
+        running = np.asarray(running)
+        return last_observations(next_obs, info), np.where(running, reward, 0.0), terminated & running
+    n = len(running)
+    obs = np.zeros((n, *vec.single_observation_space.shape), dtype=np.float32)
+    reward, terminated = np.zeros(n), np.zeros(n, dtype=bool)
+    for i in np.flatnonzero(running):  # the loop SyncVectorEnv.step runs, over the running envs only
+        obs[i], reward[i], terminated[i], _, _ = vec.envs[i].step(actions[i])
+    return obs, reward, terminated
+
+
 def make_render_env(env_spec: EnvSpec):
     """One env that renders rgb_array frames (for a person's clips), or an EnvError that names the fix."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws offscreen: no display, and no complaint about one
     try:
-        env = gym.make(env_spec.env_id, render_mode="rgb_array")
+        env = gym.make(env_spec.registered_id, render_mode="rgb_array")
         env.reset(seed=0)
         frame = env.render()
     except Exception as e:  # noqa: BLE001  a renderer fails in many ways (no display, no GL, a missing package)
@@ -254,12 +285,14 @@ DEFAULT_ORACLE = {"MovingDot-v0": "distance", "MountainCar-v0": "height", "Acrob
 
 
 def oracle_names(env_id: str) -> list[str]:
+    env_id = env_id.split(":")[-1]
     return [name for name, (_, env_ids, _) in ORACLES.items() if env_ids is None or env_id in env_ids]
 
 
 def segment_scores(oracle: str, env_id: str, obs, actions, rewards, absorbing, gamma=1.0) -> np.ndarray:
     """The oracle's score of each segment, (n,)."""
     function, env_ids, _ = ORACLES[oracle]
+    env_id = env_id.split(":")[-1]
     if env_ids is not None and env_id not in env_ids:
         raise EnvError(f"--oracle {oracle} judges {', '.join(env_ids)} only; for {env_id} use one of {', '.join(oracle_names(env_id))}")
     return function(obs, actions, rewards, absorbing, gamma)

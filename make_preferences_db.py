@@ -94,7 +94,7 @@ def parse_args(argv=None):
     if args.migrate:
         return args
     oracles = envs.oracle_names(args_spec.env_id)
-    args.oracle = args.oracle or envs.DEFAULT_ORACLE.get(args_spec.env_id, "reward")
+    args.oracle = args.oracle or envs.DEFAULT_ORACLE.get(args_spec.registered_id, "reward")
     if args.oracle not in (*oracles, "none"):
         p.error(f"--oracle {args.oracle} is not an oracle for {args_spec.env_id}; choose from {', '.join(oracles)}, none")
     if args.discard_human_labels and not args.overwrite:
@@ -136,25 +136,24 @@ def rollout_segments(env_spec, n, k, seed, rng, max_start_step, policy=None):
     and after a termination stays in the terminal observation with reward 0 (absorbing)."""
     starts = rng.integers(max_start_step, size=n) if max_start_step > 1 else np.zeros(n, dtype=np.int64)
     horizon = int(starts.max()) + k
-    vec = envs.make_vector_env(env_spec, n, max_episode_steps=horizon)  # the last step may truncate: final_obs is used
+    vec = envs.make_vector_env(env_spec, n, max_episode_steps=horizon + 1)  # no truncation inside the horizon
     obs, _ = vec.reset(seed=seed)
     random_actions = env_spec.random_actions(rng, (n, horizon)) if policy is None else None
     null = np.broadcast_to(np.asarray(env_spec.null_action()), random_actions.shape[2:] if policy is None else np.shape(env_spec.null_action()))
     observations, actions, rewards, absorbing = [obs], [], [], []
     absorbed = np.zeros(n, dtype=bool)
     end = np.full(n, horizon)  # the step after which each episode terminated
-    for t in range(horizon):  # a loop over time; the n episodes step together
+    for t in range(horizon):  # a loop over time; the n episodes step together, an ended one no longer
         action = random_actions[:, t] if policy is None else policy(obs, rng)
-        next_obs, reward, terminated, truncated, info = vec.step(action)
-        last = envs.last_observations(next_obs, info)  # where an episode ended: its last observation
+        last, reward, terminated = envs.step_running(vec, action, ~absorbed)  # no autoreset: a segment never holds a reset
         stay = absorbed[:, None]
         observations.append(np.where(stay, observations[-1], last))
         actions.append(np.where(absorbed.reshape(-1, *[1] * (np.ndim(action) - 1)), null, action))
         rewards.append(np.where(absorbed, 0.0, reward))
         absorbing.append(absorbed.copy())
         end = np.where(terminated & ~absorbed, t + 1, end)
+        obs = np.where(absorbed[:, None], obs, last)
         absorbed = absorbed | terminated
-        obs = next_obs
         if absorbed.all():  # every episode has ended: the rest is absorbing steps, no need to step the envs
             for _ in range(t + 1, horizon):
                 observations.append(observations[-1])
