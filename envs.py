@@ -129,7 +129,8 @@ def spec(env_id: str) -> EnvSpec:
                        " `make setup` installs every supported env's extras") from None
     except Exception as e:  # noqa: BLE001  an env that cannot even be made: say why in one line
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-        hint = (f"; MuJoCo could not load its renderer (MUJOCO_GL={os.environ.get('MUJOCO_GL')}): try MUJOCO_GL=egl or MUJOCO_GL=osmesa"
+        others = " or ".join(f"MUJOCO_GL={gl}" for gl in ("egl", "osmesa") if gl != os.environ.get("MUJOCO_GL"))
+        hint = (f"; MuJoCo could not load its renderer (MUJOCO_GL={os.environ.get('MUJOCO_GL')}): try {others}"
                 if "mujoco" in env_id.lower() or "GL" in reason or env_id in ("Hopper-v5",) else "")
         raise EnvError(f"--env-id {env_id} cannot be made ({reason}){hint}") from None
     try:
@@ -259,6 +260,22 @@ def height_oracle(obs, actions, rewards, absorbing, gamma=1.0):
     return _weighted_sum(mountain_car_height(np.asarray(obs)[:, 1:, 0]), gamma)
 
 
+def mountain_car_swing_height(obs):
+    """The height Mountain Car's car would coast up to from (position, velocity): its energy in
+    units of height. The env's physics conserve 0.5 v^2 + 0.0025 sin(3x) / 3 when no force acts,
+    so a speed v is worth 600 v^2 of sin(3x), as the car's height is 0.45 sin(3x) + 0.55."""
+    obs = np.asarray(obs, dtype=np.float64)
+    return 0.45 * (np.sin(3 * obs[..., 0]) + 600 * obs[..., 1] ** 2) + 0.55
+
+
+def swing_height_oracle(obs, actions, rewards, absorbing, gamma=1.0):
+    """Mountain Car, as a person watching two clips would judge them: prefer the car that swings
+    higher, summed over the clip: how high its speed would carry it (the peaks a person sees),
+    the flag, once reached, ending the episode there. The env's own reward, -1 a step until the
+    flag, ties almost every pair of random clips."""
+    return _weighted_sum(mountain_car_swing_height(np.asarray(obs)[:, 1:]), gamma)
+
+
 def acrobot_tip_height(obs):
     """Acrobot's free end, above the pivot, in link lengths (the goal line is at 1):
     -cos(theta1) - cos(theta1 + theta2), from the observation's cosines and sines."""
@@ -278,10 +295,11 @@ def tip_height_oracle(obs, actions, rewards, absorbing, gamma=1.0):
 ORACLES = {
     "reward": (reward_oracle, None, "sum of the env's own rewards (C17's synthetic labels)"),
     "distance": (distance_oracle, ("MovingDot-v0",), "distance moved toward the centre, d(o_0) - d(o_k) (the write-up's)"),
+    "swing-height": (swing_height_oracle, ("MountainCar-v0",), "how high the car swings (the height its speed would carry it to), summed over the clip"),
     "height": (height_oracle, ("MountainCar-v0",), "the car's height summed over the clip, the flag counting as the top"),
     "tip-height": (tip_height_oracle, ("Acrobot-v1",), "the free end's height summed over the clip"),
 }
-DEFAULT_ORACLE = {"MovingDot-v0": "distance", "MountainCar-v0": "height", "Acrobot-v1": "tip-height"}  # elsewhere: reward
+DEFAULT_ORACLE = {"MovingDot-v0": "distance", "MountainCar-v0": "swing-height", "Acrobot-v1": "tip-height"}  # elsewhere: reward
 
 
 def oracle_names(env_id: str) -> list[str]:
@@ -324,7 +342,7 @@ DEFAULTS = {
     "MountainCar-v0": {
         "make_preferences_db": {**_GENERIC_GENERATOR, "segment_length": 30},
         "train_reward_model": _GENERIC_TRAINER,
-        "ppo_rlhf": {"total_timesteps": 500_000, "num_envs": 16, "num_steps": 128, "ent_coef": 0.01, "eval_episodes": 100},
+        "ppo_rlhf": {"total_timesteps": 1_000_000, "num_envs": 16, "num_steps": 128, "ent_coef": 0.01, "eval_episodes": 100},
     },
     "CartPole-v1": {
         "make_preferences_db": {**_GENERIC_GENERATOR, "n_segments": 1000, "n_comparisons": 500},

@@ -1,14 +1,15 @@
 """Beyond the dot: the whole pipeline on each env and seed, against PPO on the env's own reward.
 
-    python benchmarks/other_envs.py                                        # Mountain Car and CartPole, seeds 1-5
+    python benchmarks/other_envs.py                                        # Mountain Car and CartPole, seeds 1-5, C17's loop
+    python benchmarks/other_envs.py --method pipeline                      # the three stages once, on random-policy segments
     python benchmarks/other_envs.py --envs LunarLander-v3 --seeds 1 2 3
     MUJOCO_GL=egl python benchmarks/other_envs.py --envs Hopper-v5 --seeds 1 2 3
     python benchmarks/other_envs.py --envs MountainCar-v0 --seeds 1 --quick  # a look: a tenth of the PPO steps
 
 For each env and seed S, every stage runs as a user runs it, its own process on the env's defaults
-(envs.DEFAULTS) with --seed S: make_preferences_db.py (the synthetic teacher: the env's oracle),
-train_reward_model.py, ppo_rlhf.py --rlhf on that reward model, and ppo_rlhf.py on the env reward at
-the same steps. Reported per seed, and as mean and worst over seeds: labels used, each stage's wall
+(envs.DEFAULTS) with --seed S: C17's loop (rlhf_loop.py, the synthetic teacher being the env's oracle)
+or, with --method pipeline, make_preferences_db.py, train_reward_model.py and ppo_rlhf.py --rlhf on
+that reward model; then ppo_rlhf.py on the env reward at the same steps. Reported per seed, and as mean and worst over seeds: labels used, each stage's wall
 time, the reward model's held-out accuracy and its correlation with the oracle on held-out steps,
 the final evaluation of both agents (greedy and sampled: mean true return, and the share of episodes
 that terminated, which on Mountain Car is reaching the flag), and the env's goal (GOALS, from issue
@@ -18,6 +19,7 @@ Markdown table (results.md) for the README.
 """
 
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -34,6 +36,11 @@ import cli  # noqa: E402
 import envs  # noqa: E402
 import timing  # noqa: E402
 
+# env -> the route measured by default: the three stages once on random-policy segments where they suffice, C17's loop
+# (queries on the agent's own behaviour) where random segments never show what the goal needs (a cart that drifts off,
+# a lander that lands, a hopper that hops)
+METHOD = {"MountainCar-v0": "pipeline", "CartPole-v1": "loop", "Acrobot-v1": "pipeline", "Pendulum-v1": "pipeline",
+          "LunarLander-v3": "loop", "Hopper-v5": "loop"}
 # env -> (labels allowed, what the goal is, check(rlhf agent's evaluation, env agent's evaluation) -> met)
 GOALS = {
     "MountainCar-v0": (1000, "greedy agent reaches the flag in >= 95% of evaluation episodes",
@@ -50,6 +57,11 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="one whole pipeline per seed")
     p.add_argument("--envs", nargs="+", default=["MountainCar-v0", "CartPole-v1"], help="env ids (envs.SUPPORTED)")
     p.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results", "other_envs"), help="where the results go")
+    p.add_argument("--method", choices=("loop", "pipeline"), default=None,
+                   help="default: the env's (METHOD); loop: C17's loop (rlhf_loop.py: a quarter of the labels on random segments, the rest in --rounds rounds on"
+                        " the agent's own); pipeline: the three stages once, every label on random-policy segments")
+    p.add_argument("--rounds", type=cli.positive_int, default=3, help="with --method loop: rounds after round 0")
+    p.add_argument("--labels", type=cli.positive_int, default=None, help="labels in all (default: the env's goal, or 1000)")
     p.add_argument("--quick", action="store_true", help="a tenth of each env's PPO steps: a look, not the result")
     p.add_argument("--total-timesteps", type=cli.positive_int, default=None, help="PPO steps of both agents (default: the env's)")
     p.add_argument("--generator-flags", default="", help="extra make_preferences_db.py flags, e.g. '--n-comparisons 500'")
@@ -85,24 +97,31 @@ def smoothed(steps, values, grid, window=20):
     return np.interp(grid, steps[len(steps) - len(mean):], mean, left=np.nan)
 
 
-def run_pipeline(env_id, seed, workdir, args):
-    """One whole pipeline; returns its figures."""
+def run_pipeline(env_id, seed, workdir, args, method):
+    """One whole pipeline, the C17 loop or the three stages once, and PPO on the env reward at the
+    same steps; returns its figures."""
     os.makedirs(workdir, exist_ok=True)
+    env_spec = envs.spec(env_id)
     common = ["--seed", str(seed), "--env-id", env_id]
-    steps = args.total_timesteps
-    ppo_extra = args.ppo_flags.split()
-    if steps is None and args.quick:
-        steps = max(20_000, envs.defaults(env_id, "ppo_rlhf", continuous=not envs.spec(env_id).discrete).get("total_timesteps", 1_000_000) // 10)
-    if steps is not None:
-        ppo_extra += ["--total-timesteps", str(steps)]
-    stages = {
-        "generator": ["make_preferences_db.py", *common, "--db", "preferences.db", "--overwrite", *args.generator_flags.split()],
-        "trainer": ["train_reward_model.py", *common, "--db", "preferences.db", "--out", "reward_model.pt", "--overwrite",
-                    "--no-progress", "--run-dir", "runs", *args.trainer_flags.split()],
-        "ppo_rlhf": ["ppo_rlhf.py", *common, "--rlhf", "--reward-model", "reward_model.pt", "--save-path", "agent_rlhf.pt",
-                     "--overwrite", "--no-progress", "--run-dir", "runs_rlhf", *ppo_extra],
-        "ppo_env": ["ppo_rlhf.py", *common, "--save-path", "agent_env.pt", "--overwrite", "--no-progress", "--run-dir", "runs_env", *ppo_extra],
-    }
+    labels = args.labels or GOALS.get(env_id, (1000,))[0]
+    steps = args.total_timesteps or envs.defaults(env_id, "ppo_rlhf", continuous=not env_spec.discrete).get("total_timesteps", 1_000_000)
+    if args.quick and not args.total_timesteps:
+        steps = max(20_000, steps // 10)
+    if method == "loop":
+        stages = {"loop": ["rlhf_loop.py", *common, "--label-budget", str(labels), "--rounds", str(args.rounds),
+                           "--total-timesteps", str(steps), "--out-dir", "loop", "--overwrite", "--no-progress"]}
+    else:
+        val = max(1, labels // 10)
+        stages = {
+            "generator": ["make_preferences_db.py", *common, "--db", "preferences.db", "--overwrite", "--n-comparisons", str(labels),
+                          "--validation-fraction", str(val / labels), "--n-segments", str(2 * labels), *args.generator_flags.split()],
+            "trainer": ["train_reward_model.py", *common, "--db", "preferences.db", "--out", "reward_model.pt", "--overwrite",
+                        "--no-progress", "--run-dir", "runs", *args.trainer_flags.split()],
+            "ppo_rlhf": ["ppo_rlhf.py", *common, "--rlhf", "--reward-model", "reward_model.pt", "--save-path", "agent_rlhf.pt",
+                         "--overwrite", "--no-progress", "--run-dir", "runs_rlhf", "--total-timesteps", str(steps), *args.ppo_flags.split()],
+        }
+    stages["ppo_env"] = ["ppo_rlhf.py", *common, "--save-path", "agent_env.pt", "--overwrite", "--no-progress", "--run-dir", "runs_env",
+                         "--total-timesteps", str(steps), *(args.ppo_flags.split() if method == "pipeline" else [])]
     times = {}
     for name, argv in stages.items():
         result = timing.run_stage([os.path.join(ROOT, argv[0]), *argv[1:]], workdir, "benchmarks/other_envs.py")
@@ -112,15 +131,25 @@ def run_pipeline(env_id, seed, workdir, args):
     import db
     import reward_model as rm
 
-    model = rm.load(os.path.join(workdir, "reward_model.pt"))
-    counts = db.count_by_status(os.path.join(workdir, "preferences.db"))
-    figures = {"seed": seed, "labels": counts["labeled"] + counts["incomparable"], "seconds": times,
-               "held_out_accuracy": model.summary["val_accuracy"], "reward_correlation": model.summary.get("reward_correlation"),
-               "return_correlation": model.summary.get("return_correlation")}
-    for condition in ("rlhf", "env"):
-        summary = agent_lib.load(os.path.join(workdir, f"agent_{condition}.pt"))[1]["summary"]
+    if method == "loop":
+        last = os.path.join(workdir, "loop", f"round_{args.rounds}")
+        with open(os.path.join(workdir, "loop", "rounds.json")) as f:
+            records = json.load(f)["rounds"]
+        model, agent_file, db_file = rm.load(os.path.join(last, "reward_model.pt")), os.path.join(last, "agent.pt"), os.path.join(workdir, "loop", "preferences.db")
+        run_dirs = sorted(glob.glob(os.path.join(workdir, "loop", "round_*", f"{env_id}__ppo_rlhf__*")))
+        held_out = records[-1]["held_out_accuracy"]  # on the loop's evaluation.db: random-policy pairs outside the budget
+    else:
+        model, agent_file, db_file = rm.load(os.path.join(workdir, "reward_model.pt")), os.path.join(workdir, "agent_rlhf.pt"), os.path.join(workdir, "preferences.db")
+        run_dirs = glob.glob(os.path.join(workdir, "runs_rlhf", "*"))
+        held_out = model.summary["val_accuracy"]
+    counts = db.count_by_status(db_file)
+    figures = {"seed": seed, "method": method, "labels": counts["labeled"] + counts["incomparable"], "seconds": times,
+               "held_out_accuracy": held_out, "reward_correlation": model.summary.get("reward_correlation")}
+    for condition, path, dirs in (("rlhf", agent_file, run_dirs), ("env", os.path.join(workdir, "agent_env.pt"), glob.glob(os.path.join(workdir, "runs_env", "*")))):
+        summary = agent_lib.load(path)[1]["summary"]
         figures[condition] = {"greedy": summary["greedy"], "sampled": summary["sampled"], "global_step": summary["global_step"]}
-        figures[condition]["curve"] = [a.tolist() for a in episodic_returns(glob_one(os.path.join(workdir, f"runs_{condition}")))]
+        curves = [episodic_returns(d) for d in dirs]
+        figures[condition]["curve"] = [np.concatenate([c[0] for c in curves]).tolist(), np.concatenate([c[1] for c in curves]).tolist()]
     return figures
 
 
@@ -144,9 +173,11 @@ def plot(path, env_id, results):
             mean, low, high = np.nanmean(curves, 0), np.nanmin(curves, 0), np.nanmax(curves, 0)
         ax.plot(grid, mean, color=colour, label=f"{label}, mean of {len(results)} seeds")
         ax.fill_between(grid, low, high, color=colour, alpha=0.2, linewidth=0)
-    labels = results[0]["labels"]
+    labels, method = results[0]["labels"], results[0]["method"]
     ax.set(xlabel="env steps", ylabel="true episodic return (rolling 20 episodes)",
-           title=f"{env_id}: {labels} synthetic labels ({envs.DEFAULT_ORACLE.get(env_id, 'reward')} oracle); band: min-max over seeds")
+           title=f"{env_id}: {labels} synthetic labels ({envs.DEFAULT_ORACLE.get(env_id, 'reward')} oracle, {method});"
+                 " band: min-max over seeds", )
+    ax.title.set_fontsize(9)
     ax.legend(loc="lower right")
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -154,15 +185,15 @@ def plot(path, env_id, results):
 
 def table(env_id, results):
     goal = GOALS.get(env_id)
-    lines = [f"| seed | labels | held-out accuracy | reward corr. | rlhf greedy | rlhf sampled | rlhf terminated (greedy) | env greedy | env sampled"
-             f" | env terminated (greedy) | wall s (gen / train / rlhf / env) |{' goal met |' if goal else ''}",
+    lines = [f"| seed | labels | held-out accuracy | reward corr. (last model) | rlhf greedy | rlhf sampled | rlhf terminated (greedy) | env greedy | env sampled"
+             f" | env terminated (greedy) | wall s (each stage; the loop's in one; last: env PPO) |{' goal met |' if goal else ''}",
              "|" + "---|" * (12 if goal else 11)]
     for r in results:
         cells = [r["seed"], r["labels"], f"{r['held_out_accuracy']:.3f}", f"{r['reward_correlation']:.3f}",
                  f"{r['rlhf']['greedy']['true_return']:.1f}", f"{r['rlhf']['sampled']['true_return']:.1f}",
                  f"{r['rlhf']['greedy']['terminated_fraction']:.0%}", f"{r['env']['greedy']['true_return']:.1f}",
                  f"{r['env']['sampled']['true_return']:.1f}", f"{r['env']['greedy']['terminated_fraction']:.0%}",
-                 " / ".join(f"{r['seconds'][s]:.0f}" for s in ("generator", "trainer", "ppo_rlhf", "ppo_env"))]
+                 " / ".join(f"{v:.0f}" for v in r["seconds"].values())]
         if goal:
             cells.append("yes" if goal[2](r["rlhf"], r["env"]) and r["labels"] <= goal[0] else "**no**")
         lines.append("| " + " | ".join(map(str, cells)) + " |")
@@ -172,22 +203,23 @@ def table(env_id, results):
 def main(args):
     print(f"machine: {timing.machine()}")
     for env_id in args.envs:
-        out = os.path.join(args.out_dir, env_id)
+        method = args.method or METHOD.get(env_id, "loop")
+        out = os.path.join(args.out_dir, f"{env_id}_{method}")
         os.makedirs(out, exist_ok=True)
         results = []
         for seed in args.seeds:
             workdir = os.path.join(out, f"seed{seed}")
             shutil.rmtree(workdir, ignore_errors=True)
-            results.append(run_pipeline(env_id, seed, workdir, args))
+            results.append(run_pipeline(env_id, seed, workdir, args, method))
         goal = GOALS.get(env_id)
         met = [goal[2](r["rlhf"], r["env"]) and r["labels"] <= goal[0] for r in results] if goal else None
-        report = {"env_id": env_id, "seeds": args.seeds, "quick": args.quick, "machine": timing.machine(), "results": results,
+        report = {"env_id": env_id, "method": method, "seeds": args.seeds, "quick": args.quick, "machine": timing.machine(), "results": results,
                   "goal": goal[1] if goal else None, "goal_labels": goal[0] if goal else None, "goal_met_every_seed": all(met) if goal else None}
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(report, f, indent=1)
         plot(os.path.join(out, "curves.png"), env_id, results)
         lines = table(env_id, results)
-        summary = (f"{env_id}: goal ({goal[1]}, <= {goal[0]} labels) met on {sum(met)}/{len(met)} seeds" if goal else f"{env_id}: no goal set")
+        summary = (f"{env_id}, {method}: goal ({goal[1]}, <= {goal[0]} labels) met on {sum(met)}/{len(met)} seeds" if goal else f"{env_id}: no goal set")
         with open(os.path.join(out, "results.md"), "w") as f:
             f.write("\n".join([summary, "", *lines, ""]))
         print("\n".join([summary, *lines]), flush=True)
