@@ -375,6 +375,8 @@ DEFAULTS = {
 for _env_id, _stages in DEFAULTS.items():  # C17's loop: the env's own oracle where its reward ties clips, the env's PPO settings
     _stages["rlhf_loop"] = {"oracle": DEFAULT_ORACLE.get(_env_id, "reward"), "preset": "cleanrl",
                             "segment_length": _stages["make_preferences_db"]["segment_length"]}
+for _env_id in ("LunarLander-v3", "Hopper-v5"):  # long episodes: fewer candidate rollouts per query keep a round's generator short
+    DEFAULTS[_env_id]["rlhf_loop"]["candidate_factor"] = 3
 _FALLBACK = {"make_preferences_db": _GENERIC_GENERATOR, "train_reward_model": _GENERIC_TRAINER, "ppo_rlhf": {},
              "rlhf_loop": {"preset": "cleanrl"}}
 

@@ -181,7 +181,7 @@ def load_policy(path, env_spec):
     """The agent's sampled actions, (obs (N, d), rng) -> actions (N[, d]), in numpy."""
     import agent as agent_lib  # torch only when asked for: the plain generator starts in 0.2 s instead of 2 s
     try:
-        return agent_lib.load(path, env_spec=env_spec)[0].numpy_sampler()
+        return agent_lib.load(path, env_spec=env_spec)[0].numpy_sampler(env_spec.action_low, env_spec.action_high)  # clipped, as executed
     except (agent_lib.AgentFileError, envs.EnvError) as e:
         raise InputFileError(f"--policy: {e}") from None
 

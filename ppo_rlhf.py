@@ -226,6 +226,7 @@ def main(args):
     discrete, n_out = env_spec.discrete, agent.n_outputs
     obs = np.zeros((T, N, D), dtype=np.float32)
     actions = np.zeros((T, N), dtype=np.int64) if discrete else np.zeros((T, N, n_out), dtype=np.float32)
+    executed = actions if discrete else np.zeros((T, N, n_out), dtype=np.float32)  # a Box action as the env got it: clipped
     outputs, values = np.zeros((T, N, n_out), dtype=np.float32), np.zeros((T, N), dtype=np.float32)  # logits, or the Gaussian's mean
     env_rewards, dones = np.zeros((T, N), dtype=np.float32), np.zeros((T, N), dtype=bool)
     terminations = np.zeros((T, N), dtype=bool)
@@ -263,7 +264,8 @@ def main(args):
                 env_action = actions[step]
             else:  # the env gets the action clipped to its bounds, the update the sampled one (CleanRL's ClipAction)
                 actions[step] = outputs[step] + noise[step]
-                env_action = np.clip(actions[step], env_spec.action_low, env_spec.action_high).astype(np.float32)
+                executed[step] = np.clip(actions[step], env_spec.action_low, env_spec.action_high)
+                env_action = executed[step]
             next_obs, env_rewards[step], terminations[step], truncated, info = envs.step(env_action)
             dones[step] = terminations[step] | truncated
             if dones[step].any() or reward_model is not None and learned_table is None:
@@ -285,7 +287,7 @@ def main(args):
         if learned_table is not None:
             learned = learned_table[md.position_to_state(obs.astype(np.int64)), actions]
         elif reward_model is not None:
-            learned = learned_reward(obs, actions, last_obs)
+            learned = learned_reward(obs, executed, last_obs)  # the reward of what the env did, as the DB stores it
             if terminations.any():
                 final = last_obs[terminations]
                 null = np.broadcast_to(null_action, (len(final), *null_action.shape))
