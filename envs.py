@@ -316,6 +316,21 @@ def segment_scores(oracle: str, env_id: str, obs, actions, rewards, absorbing, g
     return function(obs, actions, rewards, absorbing, gamma)
 
 
+def oracle_reward_function(oracle: str, env_id: str):
+    """The oracle as a reward R(o, a, o') on any arrays (N, d), (N[, d]), (N, d), for EPIC, which
+    evaluates a reward on pairs of observations no rollout connects; None for ``reward``, whose
+    value is only known on the env's own transitions."""
+    if ORACLES[oracle][1] is None:
+        return None
+
+    def reward(o, a, o_next):
+        n = len(o)
+        return segment_scores(oracle, env_id, np.stack([o, o_next], 1), np.reshape(a, (n, 1, *np.shape(a)[1:])),
+                              np.zeros((n, 1)), np.zeros((n, 1), bool))
+
+    return reward
+
+
 def step_scores(oracle: str, env_id: str, obs, actions, rewards, absorbing) -> np.ndarray:
     """The oracle's score of each step on its own, (n, k): what a learned reward is compared with."""
     obs = np.asarray(obs)

@@ -285,6 +285,34 @@ def epic_distance(model: RewardModel, gamma: float = 0.99) -> float:
     return float(np.sqrt(max(0.0, (1 - rho) / 2)))
 
 
+def sampled_epic_distance(learned, true, obs, actions, next_obs, random_actions, gamma=0.99, n_canonical=256, seed=0) -> float:
+    """EPIC (Gleave et al. 2020) estimated from samples, for envs without a grid: the transitions
+    (obs, actions, next_obs) (N, ...) are the coverage distribution, and the canonicalization draws
+    S and S' from their observations and A from ``random_actions(rng, n)`` (uniform over the action
+    space). ``learned`` and ``true`` are rewards R(o, a, o') on arrays. Each expectation is a mean
+    over ``n_canonical`` draws, the same draws for both rewards."""
+    rng = np.random.default_rng(seed)
+    n, m = len(obs), n_canonical
+    states = obs[rng.integers(n, size=m)]
+    next_states = next_obs[rng.integers(n, size=m)]
+    sampled_actions = random_actions(rng, m)
+
+    def canonical(reward):
+        def mean_from(x):  # E[R(x, A, S')] for each row of x (K, d): K * m evaluations in one call
+            k = len(x)
+            values = reward(np.repeat(x, m, 0), np.tile(sampled_actions, (k, *[1] * (sampled_actions.ndim - 1))), np.tile(next_states, (k, 1)))
+            return np.asarray(values, np.float64).reshape(k, m).mean(1)
+
+        baseline = mean_from(states).mean()  # E[R(S, A, S')]
+        return np.asarray(reward(obs, actions, next_obs), np.float64) + gamma * mean_from(next_obs) - mean_from(obs) - gamma * baseline
+
+    learned_c, true_c = canonical(learned), canonical(true)
+    if learned_c.std() == 0 or true_c.std() == 0:
+        return float("nan")
+    rho = float(np.corrcoef(learned_c, true_c)[0, 1])
+    return float(np.sqrt(max(0.0, (1 - rho) / 2)))
+
+
 # --- the model file ---
 
 def for_env(env_spec, encoding="normalized", ensemble_size=1, hidden_size=64, form="potential", activation="relu",

@@ -295,8 +295,8 @@ def main(args):
         figure["steps_vs_oracle"] = (learned, true)
         summary.update({"oracle": oracle, "reward_correlation": _correlation(learned, true),
                         "return_correlation": _correlation(learned_returns, true_returns),
-                        "pearson_distance": float(np.sqrt(max(0.0, (1 - _correlation(learned, true)) / 2)))})
-        scored = ("reward_correlation", "return_correlation", "pearson_distance")
+                        "epic_distance": held_out_epic(model, val if len(val) else train, oracle, args.spec)})
+        scored = ("reward_correlation", "return_correlation", "epic_distance")
     summary.update({"train_seconds": train_seconds, "score_seconds": time.perf_counter() - start - train_seconds,
                     "args": {k: v for k, v in vars(args).items() if k != "spec"}})
     for key in scored:
@@ -319,7 +319,7 @@ def main(args):
     else:
         print(f"held-out loss {val_loss:.4f}, held-out accuracy {val_accuracy:.4f} (training pairs: {train_accuracy:.4f}); "
               f"against the {summary['oracle']} oracle on held-out steps: reward correlation {summary['reward_correlation']:.4f},"
-              f" segment-return correlation {summary['return_correlation']:.4f}")
+              f" segment-return correlation {summary['return_correlation']:.4f}, EPIC distance {summary['epic_distance']:.4f}")
     print(f"wrote {args.out}{'' if args.no_plot else ', ' + args.plot} and {os.path.join(args.run_dir, run_name)}")
     return summary
 
@@ -353,6 +353,20 @@ def labeling_oracle(meta):
         if oracle and oracle != "none":
             return oracle
     return "reward"
+
+
+def held_out_epic(model, comparisons, oracle, env_spec, max_transitions=2000):
+    """EPIC between the learned reward and the oracle, estimated on the held-out segments' steps
+    (rm.sampled_epic_distance); NaN for the `reward` oracle, which is known only on the env's own
+    transitions (EPIC evaluates a reward on pairs of observations no rollout connects)."""
+    true = envs.oracle_reward_function(oracle, env_spec.env_id)
+    if true is None:
+        return float("nan")
+    obs = np.concatenate([comparisons.obs1, comparisons.obs2])
+    actions = np.concatenate([comparisons.actions1, comparisons.actions2])
+    o, a, o_next = obs[:, :-1].reshape(-1, obs.shape[-1]), actions.reshape(-1, *actions.shape[2:]), obs[:, 1:].reshape(-1, obs.shape[-1])
+    keep = np.random.default_rng(0).permutation(len(o))[:max_transitions]
+    return rm.sampled_epic_distance(lambda x, y, z: model.reward(x, y, z), true, o[keep], a[keep], o_next[keep], env_spec.random_actions)
 
 
 def held_out_steps(model, comparisons, oracle, env_id):
