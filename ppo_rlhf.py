@@ -305,7 +305,7 @@ def main(args):
         lengths, *_, length_carry = episode_sums(np.ones((T, N)), dones, length_carry)
         if learned is not None:
             learned_returns, *_, learned_carry = episode_sums(learned, dones, learned_carry)
-        for i in range(len(true_returns)):  # one entry per finished episode (a few per 2000 steps)
+        for i in range(len(true_returns)):  # one TensorBoard entry per finished episode
             step_of_episode = global_step - args.batch_size + (done_t[i] + 1) * N
             optimal = episode_optimal[done_t[i], done_env[i]]
             writer.add_scalar("charts/episodic_return", true_returns[i], step_of_episode)
