@@ -7,7 +7,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -33,6 +32,7 @@ PPO = ("--total-timesteps", 512, "--num-envs", 2, "--num-steps", 128, "--num-min
        "--eval-episodes", 2, "--no-progress")
 DOT = envs.spec("MovingDot-v0")
 CARTPOLE = envs.spec("CartPole-v1")
+pytestmark = pytest.mark.filterwarnings("ignore:builtin type .* has no __module__ attribute:DeprecationWarning")  # Box2D's SWIG, on import
 
 
 def generate(path, *flags):
@@ -149,7 +149,7 @@ def test_per_env_defaults_and_a_given_flag_wins():
     for stage in ("make_preferences_db", "train_reward_model", "ppo_rlhf"):
         assert envs.defaults("MovingDot-v0", stage) == {}
     args = gen.parse_args(["--env-id", "MountainCar-v0"])
-    assert (args.n_segments, args.n_comparisons, args.segment_length, args.oracle) == (2000, 1000, 30, "height")
+    assert (args.n_segments, args.n_comparisons, args.segment_length, args.oracle) == (2000, 1000, 30, "swing-height")
     assert args.max_start_step == 200 - 30 + 1  # the whole episode
     args = gen.parse_args(["--env-id", "MountainCar-v0", "--segment-length", "10", "--oracle", "reward"])
     assert (args.segment_length, args.oracle, args.max_start_step) == (10, "reward", 191)
@@ -192,7 +192,7 @@ def test_three_stages_end_to_end_and_deterministic(tmp_path, env_id):
     assert db_contents(paths[0]) == db_contents(paths[1])
     meta = db.read_metadata(paths[0])
     assert meta["env"] == spec.params() and meta["segment_length"] == 5
-    oracle = envs.DEFAULT_ORACLE.get(spec.env_id, "reward")
+    oracle = envs.DEFAULT_ORACLE.get(spec.registered_id, "reward")
     assert meta["generator_runs"][0]["args"]["oracle"] == oracle
     c = db.load_comparisons(paths[0], statuses=ALL_STATUSES)
     assert len(c) == 20
@@ -244,25 +244,7 @@ def test_three_stages_end_to_end_and_deterministic(tmp_path, env_id):
         agent_lib.load(str(tmp_path / "agent_a.pt"), env_spec=other)
 
 
-AGENT_LOAD_BUG = ("agent.py load(): Agent(**checkpoint['config']) builds the bounds scaling from the default obs_low/obs_high"
-                  " (the moving dot's 2 numbers), so the file's obs_offset/obs_scale of another size do not fit: an agent of an env"
-                  " whose observation is not 2 numbers, trained without --norm-obs, cannot be loaded (--resume, --policy)")
-
-
-def agent_file_cases():
-    cases = []
-    with warnings.catch_warnings():  # Box2D's SWIG types warn when LunarLander is first made, here at collection
-        warnings.filterwarnings("ignore", "builtin type .* has no __module__ attribute", DeprecationWarning)
-        for env_id in ENV_IDS:
-            spec = envs.spec(env_id)
-            norm_obs = envs.defaults(env_id, "ppo_rlhf", continuous=not spec.discrete).get("norm_obs", False)
-            broken = spec.obs_dim != 2 and not norm_obs
-            marks = [pytest.mark.xfail(strict=True, raises=agent_lib.AgentFileError, reason=AGENT_LOAD_BUG)] if broken else []
-            cases.append(pytest.param(env_id, marks=marks))
-    return cases
-
-
-@pytest.mark.parametrize("env_id", agent_file_cases())
+@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_an_agent_file_loads_back_for_its_env(tmp_path, env_id):
     """The saved agent is the evaluated one, and the loop's two uses of it work: --resume, and
     the generator's segments of its behaviour (--policy)."""
@@ -357,6 +339,27 @@ def test_height_oracle_prefers_the_clip_higher_up_the_hills():
     assert myopic[0] > myopic[1]
 
 
+def test_swing_height_is_the_height_the_cars_speed_would_carry_it_to():
+    """Coasting (action 1, no push), the car trades speed for height: its swing height stays put
+    while its height swings (up to the env's Euler steps), and a faster car at the same place is
+    preferred, a person seeing it swing higher."""
+    env = gym.make("MountainCar-v0")
+    env.reset(seed=0)
+    env.unwrapped.state = np.array([-0.5, 0.03])
+    obs = [env.unwrapped.state.astype(np.float32)]
+    for _ in range(100):
+        obs.append(env.step(1)[0])
+    env.close()
+    obs = np.array(obs)
+    swing, height = envs.mountain_car_swing_height(obs), envs.mountain_car_height(obs[:, 0])
+    assert np.ptp(height) > 0.2 and np.ptp(swing) < 0.1 * np.ptp(height)
+    assert swing.max() <= height.max() + 0.02  # at the top of each swing the speed is spent
+    still, fast = np.array([[-0.52, 0.0]] * 3), np.array([[-0.52, 0.04]] * 3)
+    scores = envs.segment_scores("swing-height", "MountainCar-v0", np.stack([still, fast]).astype(np.float32), *no_steps(2, 2))
+    np.testing.assert_allclose(scores[1] - scores[0], 2 * 0.45 * 600 * 0.04 ** 2, rtol=1e-4)
+    assert envs.defaults("MountainCar-v0", "rlhf_loop")["oracle"] == envs.DEFAULT_ORACLE["MountainCar-v0"] == "swing-height"
+
+
 def test_tip_height_oracle_prefers_the_clip_that_swung_higher():
     np.testing.assert_allclose(envs.acrobot_tip_height(acrobot_obs([0.0, np.pi, np.pi / 2, np.pi], [0.0, 0.0, 0.0, np.pi])),
                                [-2.0, 2.0, 0.0, 0.0], atol=1e-12)  # hanging, upright, horizontal, folded back
@@ -383,10 +386,11 @@ def test_step_scores_add_up_to_the_segment_score(oracle, env_id):
 
 
 def test_an_oracle_for_another_env_is_refused():
-    assert envs.oracle_names("MountainCar-v0") == ["reward", "height"]
+    assert envs.oracle_names("MountainCar-v0") == ["reward", "swing-height", "height"]
     assert envs.oracle_names("MovingDot-v0") == ["reward", "distance"] and envs.oracle_names("Pendulum-v1") == ["reward"]
     clips = mountain_car_clips([0.0, 0.1])
-    for oracle, env_id in (("height", "CartPole-v1"), ("distance", "MountainCar-v0"), ("tip-height", "MountainCar-v0")):
+    for oracle, env_id in (("height", "CartPole-v1"), ("swing-height", "Acrobot-v1"), ("distance", "MountainCar-v0"),
+                           ("tip-height", "MountainCar-v0")):
         with pytest.raises(envs.EnvError, match=f"--oracle {oracle} judges .* only; for {env_id} use one of reward"):
             envs.segment_scores(oracle, env_id, clips, *no_steps(1, 1))
 
@@ -396,7 +400,7 @@ def test_the_generator_refuses_an_oracle_of_another_env_in_one_argparse_line(tmp
         gen.parse_args(["--db", str(tmp_path / "p.db"), "--env-id", "MountainCar-v0", "--oracle", "distance"])
     assert e.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert errors == [errors[0]] and errors[0].endswith("--oracle distance is not an oracle for MountainCar-v0; choose from reward, height, none")
+    assert errors == [errors[0]] and errors[0].endswith("--oracle distance is not an oracle for MountainCar-v0; choose from reward, swing-height, height, none")
     assert os.listdir(tmp_path) == []
 
 
@@ -564,12 +568,8 @@ def test_a_norm_obs_agent_saves_and_reloads_its_running_statistics(tmp_path):
     assert not np.allclose(fresh.numpy_policy()(obs)[0], agent.numpy_policy()(obs)[0])
 
 
-# --- known bugs, written as the behaviour wanted (xfail strict: they pass once fixed) -------------
+# --- a user's env by module, and Box actions as the env executed them ----------------------------
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "envs.spec('module:Env-v0') keeps 'Env-v0' as env_id (envs.py, spec(): env_id = env_id.split(':', 1)[1]), so the"
-    " DB and model files store it without the module, and check_params' refusal advises --env-id Env-v0, which a fresh"
-    " process cannot find"))
 def test_the_refusal_of_a_users_env_names_an_env_id_that_works(tmp_path):
     path = generate(tmp_path / "reach.db", "--env-id", "custom_envs:TestReach-v0", *GEN)
     with pytest.raises(envs.EnvError) as e:
@@ -577,9 +577,6 @@ def test_the_refusal_of_a_users_env_names_an_env_id_that_works(tmp_path):
     assert "pass --env-id custom_envs:TestReach-v0" in str(e.value)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "make_preferences_db.py load_policy(): numpy_sampler() is built without the action bounds, so with --policy on a"
-    " Box-action env the DB stores sampled actions outside the action space (the env clipped what it executed)"))
 def test_policy_segments_of_a_box_action_env_hold_actions_in_the_box(tmp_path):
     pendulum = envs.spec("Pendulum-v1")
     run_ppo(tmp_path / "agent.pt", "--env-id", "Pendulum-v1", "--total-timesteps", 256, "--num-steps", 64)
@@ -589,10 +586,6 @@ def test_policy_segments_of_a_box_action_env_hold_actions_in_the_box(tmp_path):
     assert np.all((actions >= pendulum.action_low) & (actions <= pendulum.action_high)), (actions.min(), actions.max())
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "ppo_rlhf.py relabel: learned_reward(obs, actions, last_obs) scores the sampled, unclipped Box action, not the"
-    " clipped one the env executed (env_action): the agent is paid for actions outside the space the reward model was"
-    " trained on"))
 def test_the_learned_reward_of_a_box_action_is_that_of_the_action_executed(tmp_path, monkeypatch):
     pendulum = envs.spec("Pendulum-v1")
     model = rm.for_env(pendulum, ensemble_size=1, hidden_size=2, form="state-action", activation="relu")
