@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 import db
+import envs
 import moving_dot as md
+
+DOT = envs.spec("MovingDot-v0").params()  # the env entry a moving-dot DB holds
 
 ALL_STATUSES = ("pending", "incomparable", "labeled")
 
@@ -38,7 +41,7 @@ MU1 = np.array([1.0, 0.0, np.nan, np.nan, 0.5])
 
 def write(path, mode="create", k=1, x0=10, status=STATUS, mu1=MU1, pairs=PAIRS, validation=VALIDATION, tag="test", **kwargs):
     obs, actions = make_data(k, x0=x0)
-    return db.write_generation(str(path), mode, env_params=md.ENV_PARAMS, run_info=run_info(tag), obs=obs,
+    return db.write_generation(str(path), mode, env_params=DOT, run_info=run_info(tag), obs=obs,
                                actions=actions, source="uniform", pairs=pairs, validation=validation,
                                status=status, mu1=mu1, labeler="oracle:test", **kwargs)
 
@@ -75,6 +78,9 @@ def test_round_trip_of_labeled_comparisons(tmp_path, k):
     assert len(c) == 3
     assert c.ids.tolist() == [1, 2, 5]  # ids in insertion order, 1-based
     assert c.obs1.shape == (3, k + 1, 2) and c.actions1.shape == (3, k)
+    assert c.obs1.dtype == np.float32 and c.actions1.dtype == np.int64
+    assert c.rewards1.shape == c.absorbing1.shape == (3, k) and c.absorbing1.dtype == bool
+    assert not c.absorbing1.any() and not c.rewards1.any()  # not given: no absorbing steps, reward 0
     np.testing.assert_array_equal(c.obs1, obs[PAIRS[labeled, 0]])
     np.testing.assert_array_equal(c.obs2, obs[PAIRS[labeled, 1]])
     np.testing.assert_array_equal(c.actions1, actions[PAIRS[labeled, 0]])
@@ -153,6 +159,8 @@ def test_empty_selection_has_the_right_shapes(tmp_path):
     c = db.load_comparisons(str(path))
     assert len(c) == 0
     assert c.obs1.shape == (0, 4, 2) and c.actions1.shape == (0, 3) and c.mu1.shape == (0,)
+    assert c.rewards1.shape == c.absorbing1.shape == (0, 3)
+    assert c.obs1.dtype == np.float32 and c.actions1.dtype == np.int64
 
 
 def test_subset(tmp_path):
@@ -171,7 +179,7 @@ def test_metadata(tmp_path):
     meta = db.read_metadata(str(path))
     assert meta["format"] == db.FORMAT == "moving-dot-rlhf-preferences"
     assert meta["schema_version"] == db.SCHEMA_VERSION
-    assert meta["env"] == md.ENV_PARAMS
+    assert meta["env"] == DOT and meta["env"]["env_id"] == "MovingDot-v0"
     assert meta["segment_length"] == 3
     assert len(meta["generator_runs"]) == 1
     run = meta["generator_runs"][0]
@@ -195,7 +203,7 @@ def test_foreign_keys_on_and_journal_mode_wal(tmp_path):
     try:
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         with pytest.raises(sqlite3.IntegrityError):
-            conn.execute("INSERT INTO steps (segment_id, t, x, y, action) VALUES (999, 0, 10, 10, 0)")
+            conn.execute("INSERT INTO steps (segment_id, t, obs, action) VALUES (999, 0, ?, NULL)", (np.zeros(2, np.float32).tobytes(),))
     finally:
         conn.close()
     ro, _ = db.connect(str(path))
@@ -266,12 +274,22 @@ def test_append_with_another_segment_length_fails_and_changes_nothing(tmp_path):
 def test_append_with_other_env_parameters_fails(tmp_path):
     path = tmp_path / "p.db"
     write(path)
+    before = path.read_bytes()
     obs, actions = make_data(1)
-    with pytest.raises(db.PreferencesDBError, match="env parameters"):
-        db.write_generation(str(path), "append", env_params={**md.ENV_PARAMS, "width": 300}, run_info=run_info(),
+    wider = {**DOT, "native": {**DOT["native"], "width": 300}}
+    with pytest.raises(db.PreferencesDBError, match="other parameters"):
+        db.write_generation(str(path), "append", env_params=wider, run_info=run_info(),
                             obs=obs, actions=actions, source="uniform", pairs=PAIRS, validation=VALIDATION,
                             status=STATUS, mu1=MU1)
+    # another env altogether: the message names the env the DB was made for
+    cartpole = envs.spec("CartPole-v1").params()
+    with pytest.raises(db.PreferencesDBError, match="made for MovingDot-v0") as e:
+        db.write_generation(str(path), "append", env_params=cartpole, run_info=run_info(),
+                            obs=np.zeros((4, 2, 4)), actions=np.zeros((4, 1)), source="random_policy", pairs=PAIRS,
+                            validation=VALIDATION, status=STATUS, mu1=MU1)
+    assert "--env-id MovingDot-v0" in str(e.value) and "\n" not in str(e.value)
     assert len(db.read_metadata(str(path))["generator_runs"]) == 1
+    assert path.read_bytes() == before
 
 
 def test_append_to_a_missing_file_fails_without_creating_it(tmp_path):
@@ -476,3 +494,139 @@ def test_sqlite_db_with_a_foreign_metadata_table_of_other_columns(tmp_path):
         db.load_comparisons(str(path))
     assert str(path) in str(e.value)
     assert "not a preferences DB" in str(e.value)
+
+
+# --- any env: float observations, Box actions, the env reward, absorbing steps, replay info -----
+
+def test_box_actions_rewards_absorbing_and_replay_round_trip(tmp_path):
+    path = tmp_path / "p.db"
+    pendulum = envs.spec("Pendulum-v1").params()  # observations of 3 numbers, a Box(1) action
+    rng = np.random.default_rng(0)
+    n, k = 4, 3
+    obs = rng.normal(size=(n, k + 1, 3)).astype(np.float32)  # not integers: every bit must come back
+    actions = rng.uniform(-2, 2, size=(n, k, 1)).astype(np.float32)
+    rewards = rng.normal(size=(n, k))
+    absorbing = np.zeros((n, k), dtype=bool)
+    absorbing[1, 2] = absorbing[3, 1:] = True
+    episode_actions = [rng.uniform(-2, 2, size=(s + k, 1)).astype(np.float32) for s in (0, 2, 5, 1)]
+    replay = (np.array([10, 11, 12, 13]), np.array([0, 2, 5, 1]), episode_actions)
+    db.write_generation(str(path), "create", env_params=pendulum, run_info=run_info(), obs=obs, actions=actions,
+                        rewards=rewards, absorbing=absorbing, replay=replay, source="random_policy", pairs=PAIRS,
+                        validation=VALIDATION, status=STATUS, mu1=MU1)
+    c = db.load_comparisons(str(path), statuses=ALL_STATUSES)
+    assert c.obs1.dtype == np.float32 and c.obs1.shape == (5, k + 1, 3)
+    assert c.actions1.dtype == np.float32 and c.actions1.shape == (5, k, 1)
+    assert c.rewards1.dtype == np.float32 and c.absorbing1.dtype == bool
+    for side, column in ((1, 0), (2, 1)):
+        np.testing.assert_array_equal(getattr(c, f"obs{side}"), obs[PAIRS[:, column]])
+        np.testing.assert_array_equal(getattr(c, f"actions{side}"), actions[PAIRS[:, column]])
+        np.testing.assert_array_equal(getattr(c, f"rewards{side}"), rewards[PAIRS[:, column]].astype(np.float32))
+        np.testing.assert_array_equal(getattr(c, f"absorbing{side}"), absorbing[PAIRS[:, column]])
+    assert db.read_metadata(str(path))["env"] == pendulum
+
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT reset_seed, start_step, replay_actions FROM segments ORDER BY id").fetchall()
+    assert [r[:2] for r in rows] == [(10, 0), (11, 2), (12, 5), (13, 1)]
+    for (_, _, blob), expected in zip(rows, episode_actions):
+        np.testing.assert_array_equal(np.frombuffer(blob, np.float32).reshape(-1, 1), expected)
+    # the step after the last action has no action and no reward, and is never absorbing
+    assert conn.execute("SELECT COUNT(*) FROM steps WHERE t = ? AND action IS NULL AND reward IS NULL AND absorbing = 0",
+                        (k,)).fetchone()[0] == n
+    assert conn.execute("SELECT segment_id, t FROM steps WHERE absorbing = 1 ORDER BY segment_id, t").fetchall() == [(2, 2), (4, 1), (4, 2)]
+    assert {len(o) for (o,) in conn.execute("SELECT obs FROM steps")} == {3 * 4}  # float32 bytes
+    conn.close()
+
+
+def test_discrete_actions_are_stored_as_int64_bytes(tmp_path):
+    path = tmp_path / "p.db"
+    write(path, k=3)
+    conn = sqlite3.connect(path)
+    stored = conn.execute("SELECT action FROM steps WHERE segment_id = 2 ORDER BY t").fetchall()
+    conn.close()
+    assert [np.frombuffer(a, np.int64).tolist() if a is not None else None for (a,) in stored] == [[1], [2], [2], None]
+    assert db.read_metadata(str(path))["segment_length"] == 3 and len(stored) == 4
+
+
+# --- schema version 1 (before other envs): refused with the fix, migrated losslessly ----------
+
+V1_COMPARISONS = [
+    {"segment1_id": 1, "segment2_id": 2, "split": "train", "status": "labeled", "mu1": 1.0, "label_source": "synthetic",
+     "labeler": "oracle:reward", "labeled_at": "2024-01-01T00:00:01.000+00:00"},
+    {"segment1_id": 3, "segment2_id": 4, "split": "train", "status": "labeled", "mu1": 0.5, "label_source": "human",
+     "labeler": "ada", "labeled_at": "2024-01-02T00:00:00.000+00:00"},
+    {"segment1_id": 2, "segment2_id": 5, "split": "validation", "status": "pending", "lease_token": "tok", "lease_expires": 1.7e9},
+    {"segment1_id": 5, "segment2_id": 6, "split": "validation", "status": "incomparable", "label_source": "human", "labeler": "bob",
+     "labeled_at": "2024-01-03T00:00:00.000+00:00"},
+    {"segment1_id": 6, "segment2_id": 1, "split": "train", "status": "labeled", "mu1": 0.0, "label_source": "synthetic",
+     "labeler": "oracle:reward", "labeled_at": "2024-01-01T00:00:01.000+00:00"},
+]
+V1_COLUMNS = "id, segment1_id, segment2_id, split, status, mu1, mu2, label_source, labeler, labeled_at, created_at, batch, lease_token, lease_expires"
+
+
+def v1_db(path, k=3):
+    from v1_db import random_segments, write_v1
+    positions, actions = random_segments(6, k, seed=0)
+    write_v1(str(path), positions, actions, V1_COMPARISONS)
+    return positions, actions
+
+
+def comparison_rows(path):
+    conn = sqlite3.connect(path)
+    rows = conn.execute(f"SELECT {V1_COLUMNS} FROM comparisons ORDER BY id").fetchall()
+    conn.close()
+    return rows
+
+
+def test_a_version_1_db_is_refused_with_the_migrate_command(tmp_path):
+    path = tmp_path / "old.db"
+    v1_db(path)
+    before = path.read_bytes()
+    for call in (lambda: db.load_comparisons(str(path)), lambda: db.read_metadata(str(path)), lambda: write(path, mode="append", k=3)):
+        with pytest.raises(db.PreferencesDBError, match="schema version 1") as e:
+            call()
+        assert f"python make_preferences_db.py --migrate --db {path}" in str(e.value) and "\n" not in str(e.value)
+    assert path.read_bytes() == before
+
+
+def test_migrate_keeps_every_segment_comparison_and_label(tmp_path):
+    import make_preferences_db as gen
+    path = tmp_path / "old.db"
+    positions, actions = v1_db(path)
+    rows_before = comparison_rows(path)
+    old_bytes = path.read_bytes()
+    gen.main(gen.parse_args(["--migrate", "--db", str(path)]))
+    assert (tmp_path / "old.db.v1").read_bytes() == old_bytes  # the old file, untouched
+    assert comparison_rows(path) == rows_before  # every comparison, label, labeler, lease
+    meta = db.read_metadata(str(path))
+    assert meta["schema_version"] == db.SCHEMA_VERSION and meta["env"] == DOT and meta["segment_length"] == 3
+    assert meta["migrated_from"] == {"schema_version": 1, "env": dict(md.ENV_PARAMS)}
+    assert [r["seed"] for r in meta["generator_runs"]] == [1]
+    c = db.load_comparisons(str(path), statuses=ALL_STATUSES)
+    first, second = (np.array([r[i] for r in rows_before]) - 1 for i in (1, 2))
+    np.testing.assert_array_equal(c.obs1, positions[first])
+    np.testing.assert_array_equal(c.obs2, positions[second])
+    np.testing.assert_array_equal(c.actions1, actions[first])
+    np.testing.assert_array_equal(c.actions2, actions[second])
+    np.testing.assert_array_equal(c.mu1, np.float32([1.0, 0.5, np.nan, np.nan, 0.0]))
+    np.testing.assert_array_equal(c.mu2, np.float32([0.0, 0.5, np.nan, np.nan, 1.0]))
+    np.testing.assert_array_equal(c.validation, [False, False, True, True, False])
+    # the dot's reward is a function of (position, action): the migration fills it in
+    np.testing.assert_array_equal(c.rewards1, md.TRUE_REWARD[md.position_to_state(positions[first][:, :-1]), actions[first]])
+    assert not c.absorbing1.any() and not c.absorbing2.any()
+    assert db.count_by_label(str(path))[("train", "equal")] == 1
+    assert not list(tmp_path.glob("*.migrating*")) and tmp_leftovers(tmp_path) == []
+
+
+def test_migrate_refuses_a_second_run_and_a_current_db(tmp_path):
+    path = tmp_path / "old.db"
+    v1_db(path)
+    db.migrate_v1(str(path))
+    migrated = path.read_bytes()
+    with pytest.raises(db.PreferencesDBError, match="already exists"):
+        db.migrate_v1(str(path))  # the backup would be lost
+    (tmp_path / "old.db.v1").unlink()
+    with pytest.raises(db.PreferencesDBError, match="nothing to migrate"):
+        db.migrate_v1(str(path))
+    assert path.read_bytes() == migrated and not (tmp_path / "old.db.v1").exists()
+    with pytest.raises(db.PreferencesDBError, match="not found"):
+        db.migrate_v1(str(tmp_path / "missing.db"))

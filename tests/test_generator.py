@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import db
+import envs
 import make_preferences_db as gen
 import moving_dot as md
 
@@ -41,8 +42,14 @@ def step_rewards(obs):
     return np.sign(sq[:, :-1] - sq[:, 1:]).astype(np.float64)
 
 
+def states_of(obs):
+    """Flat states of stored observations: the dot's positions, integers held exactly as float32."""
+    assert obs.dtype == np.float32 and np.array_equal(obs, np.round(obs))
+    return md.position_to_state(obs.astype(np.int64))
+
+
 def table_rewards(obs, actions):
-    states = md.position_to_state(obs)
+    states = states_of(obs)
     return md.TRUE_REWARD[states[:, :-1], actions].astype(np.float64)
 
 
@@ -67,10 +74,12 @@ def test_distance_oracle_labels_segments_of_length_1(tmp_path):
     both_still = (c.actions1[:, 0] == 0) & (c.actions2[:, 0] == 0)
     assert both_still.sum() > 0 and np.all(c.mu1[both_still] == 0.5)
     assert (c.mu1 == 1).sum() > 700 and (c.mu1 == 0).sum() > 700
-    # segments of length 1 are single real transitions
-    for obs, actions in ((c.obs1, c.actions1), (c.obs2, c.actions2)):
-        states = md.position_to_state(obs)
+    # segments of length 1 are single real transitions, stored with their true reward
+    for obs, actions, rewards in ((c.obs1, c.actions1, c.rewards1), (c.obs2, c.actions2, c.rewards2)):
+        states = states_of(obs)
         np.testing.assert_array_equal(states[:, 1], md.NEXT_STATE[states[:, 0], actions[:, 0]])
+        np.testing.assert_array_equal(rewards, table_rewards(obs, actions))
+    assert not c.absorbing1.any() and not c.absorbing2.any()
 
 
 @pytest.mark.parametrize("k", [5, 2000])
@@ -82,13 +91,15 @@ def test_reward_oracle_labels_real_rollouts(tmp_path, k):
     assert db.read_metadata(path)["segment_length"] == k
     c = db.load_comparisons(path)
     assert len(c) == n_comparisons and c.obs1.shape == (n_comparisons, k + 1, 2)
-    for obs, actions in ((c.obs1, c.actions1), (c.obs2, c.actions2)):
+    for obs, actions, rewards in ((c.obs1, c.actions1, c.rewards1), (c.obs2, c.actions2, c.rewards2)):
         assert np.all((obs >= [4, 4]) & (obs <= [205, 155]))
         assert np.all((actions >= 0) & (actions < 5))
         # consecutive observations follow the env's dynamics for the stored actions
-        states = md.position_to_state(obs)
+        states = states_of(obs)
         np.testing.assert_array_equal(states[:, 1:], md.NEXT_STATE[states[:, :-1], actions])
         np.testing.assert_array_equal(table_rewards(obs, actions), step_rewards(obs))
+        np.testing.assert_array_equal(rewards, table_rewards(obs, actions))  # the env's reward, as stepped
+    assert not c.absorbing1.any() and not c.absorbing2.any()  # the dot never terminates
     r1, r2 = table_rewards(c.obs1, c.actions1).sum(1), table_rewards(c.obs2, c.actions2).sum(1)
     np.testing.assert_array_equal(c.mu1, rational(r1, r2))
     if k == 5:
@@ -340,7 +351,7 @@ def test_create_refuses_an_existing_db(tmp_path):
 def test_summary_counts(tmp_path, capsys):
     path = generate(tmp_path / "p.db", "--n-segments", 200, "--n-comparisons", 300, "--seed", 3)
     out = capsys.readouterr().out
-    assert "wrote 200 segments of length 1 and 300 comparisons" in out
+    assert "wrote 200 MovingDot-v0 segments of length 1 and 300 comparisons" in out
     counts = db.count_by_label(path)
     assert sum(counts.values()) == 300
     train_line = next(line for line in out.splitlines() if line.startswith("train "))
@@ -384,6 +395,8 @@ def test_good_flags_parse(tmp_path):
     args = gen.parse_args([])
     assert (args.n_segments, args.n_comparisons, args.segment_length, args.oracle) == (10000, 10000, 1, "distance")
     assert args.n_val_segments == 1000 and args.n_val_comparisons == 1000
+    assert args.max_start_step == 1 and args.spec.env_id == "MovingDot-v0"  # the dot's starts are already uniform
+    assert gen.parse_args(["--policy", "a.pt", "--segment-length", "25"]).max_start_step == 200
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -420,7 +433,7 @@ def always_right_agent(path):
     with torch.no_grad():
         agent.actor[-1].weight.zero_()
         agent.actor[-1].bias.copy_(torch.tensor([0.0, 0.0, 50.0, 0.0, 0.0]))
-    agent_lib.save(str(path), agent)
+    agent_lib.save(str(path), agent, envs.spec("MovingDot-v0").params())
     return str(path)
 
 
@@ -463,6 +476,12 @@ def x_climbing_ensemble():
     return model
 
 
+def segments_of(states, actions):
+    """The generator's Segments of the dot's states (n, k + 1) and actions (n, k)."""
+    rewards = md.TRUE_REWARD[states[:, :-1], actions]
+    return gen.Segments(md.OBS_TABLE[states], actions, rewards, np.zeros(actions.shape, bool))
+
+
 def right_variance(d):
     g = np.tanh(np.tanh(1.0))
     return (1 / (1 + np.exp(-g * d)) - 0.5) ** 2
@@ -480,7 +499,7 @@ def test_policy_segments_are_the_agents_sampled_rollouts_from_random_steps_of_an
         conn.close()
         for obs, actions in ((c.obs1, c.actions1), (c.obs2, c.actions2)):
             assert np.all(actions == 2)
-            states = md.position_to_state(obs)
+            states = states_of(obs)
             np.testing.assert_array_equal(states[:, 1:], md.NEXT_STATE[states[:, :-1], actions])
         walls[max_start] = (c.obs1[:, 0, 0] == md.X_MAX).mean()
     # starting at step 0 the dot is where the env put it (uniform); later, many have walked into the right wall
@@ -493,7 +512,7 @@ def test_disagreement_is_the_variance_of_p1_over_the_members():
     actions = (np.arange(5)[None, :] < rights[:, None]) * 2
     states = np.full((5, 6), md.position_to_state(md.CENTRE))
     pairs = np.array([[0, 1], [3, 0], [2, 4], [1, 1], [4, 3]])
-    variance = gen.disagreement(model, states, actions)(pairs)
+    variance = gen.disagreement(model, segments_of(states, actions))(pairs)
     np.testing.assert_allclose(variance, right_variance(rights[pairs[:, 0]] - rights[pairs[:, 1]]), rtol=1e-6)
     assert variance[3] == 0 and variance.argmax() == 1
 
@@ -511,11 +530,11 @@ def test_disagreement_of_a_potential_ensemble_reads_the_first_and_the_last_obser
         states[:, t + 1] = md.NEXT_STATE[states[:, t], actions[:, t]]
     np.testing.assert_array_equal(md.POSITIONS[states[:, -1], 0] - md.CENTRE[0], net)
     pairs = np.array([[0, 1], [3, 0], [2, 4], [4, 5], [1, 4], [3, 5]])
-    variance = gen.disagreement(x_climbing_ensemble(), states, actions)(pairs)
+    variance = gen.disagreement(x_climbing_ensemble(), segments_of(states, actions))(pairs)
     np.testing.assert_allclose(variance, right_variance(net[pairs[:, 0]] - net[pairs[:, 1]]), rtol=1e-5)
     assert variance[3] == variance[4] == 0 and variance.argmax() == 1  # the same net move: no disagreement
     # the state-action ensemble that counts rights disagrees on pair 4 (1 right against 3)
-    assert gen.disagreement(right_counting_ensemble(), states, actions)(pairs)[4] > 0.01
+    assert gen.disagreement(right_counting_ensemble(), segments_of(states, actions))(pairs)[4] > 0.01
 
 
 def test_select_pairs_keeps_the_highest_scoring_distinct_candidates():

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -142,8 +143,8 @@ class OracleLabeler:
             if pair is None:
                 time.sleep(0.02)
                 continue
-            r1, r2 = (md.TRUE_REWARD[md.position_to_state(pair[s]["positions"])[:-1], pair[s]["actions"]].sum()
-                      for s in ("segment1", "segment2"))
+            r1, r2 = (md.TRUE_REWARD[md.position_to_state(np.asarray(pair[s]["positions"]).astype(np.int64))[:-1], pair[s]["actions"]].sum()
+                      for s in ("segment1", "segment2"))  # positions come as floats (schema 2: float32 observations)
             try:
                 db.record_human_label(self.path, pair["id"], "b" * 32, "labeled", 1.0 if r1 > r2 else 0.0 if r1 < r2 else 0.5, "tester")
                 self.answered += 1

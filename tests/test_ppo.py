@@ -15,6 +15,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import agent as agent_lib
+import envs as env_lib
 import moving_dot as md
 import ppo_rlhf as ppo
 import reward_model as rm
@@ -22,6 +23,7 @@ from hand_built import manhattan_potential_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "ppo_rlhf.py")
+DOT = env_lib.spec("MovingDot-v0")
 
 SHORT = ["--total-timesteps", 20000, "--num-envs", 8, "--num-steps", 64, "--eval-episodes", 10]
 TAGS = ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/learning_rate",
@@ -118,7 +120,8 @@ def test_short_run_summary_and_agent_file(short_run):
     assert summary["global_step"] == 39 * 512  # 20000 // (8 x 64) iterations of 512 steps
     for name in ("greedy", "sampled"):
         result = summary[name]
-        assert set(result) == {"true_return", "optimal_return", "normalized_return"}
+        assert set(result) == {"true_return", "return_std", "optimal_return", "normalized_return"}
+        assert 0 <= result["return_std"] <= md.MAX_EPISODE_STEPS
         assert result["normalized_return"] == pytest.approx(result["true_return"] / result["optimal_return"])
         assert abs(result["true_return"]) <= md.MAX_EPISODE_STEPS
     # the eval starts are fixed: optimal returns of starts 100000..100009, whatever the agent
@@ -134,8 +137,8 @@ def test_short_run_summary_and_agent_file(short_run):
     assert checkpoint["args"]["num_envs"] == 8 and checkpoint["args"]["rlhf"] is False
     assert checkpoint["optimizer"] is not None
     # the saved agent is the evaluated one
-    assert agent_lib.evaluate(agent, 10, 100_000, greedy=True) == summary["greedy"]
-    assert agent_lib.evaluate(agent, 10, 100_000, greedy=False) == summary["sampled"]
+    assert agent_lib.evaluate(agent, DOT, 10, 100_000, greedy=True) == summary["greedy"]
+    assert agent_lib.evaluate(agent, DOT, 10, 100_000, greedy=False) == summary["sampled"]
     # --save-path given: no agent file in the run folder
     assert not os.path.exists(os.path.join(run_dir, "agent.pt"))
 
@@ -493,7 +496,7 @@ def test_missing_reward_model_fails_before_any_work(tmp_path):
 
 def test_a_foreign_file_as_reward_model_fails_clearly(tmp_path):
     agent_file = str(tmp_path / "agent_file.pt")
-    agent_lib.save(agent_file, agent_lib.Agent())
+    agent_lib.save(agent_file, agent_lib.Agent(), DOT.params())
     text = tmp_path / "notes.pt"
     text.write_text("not a model\n")
     for path, fragment in ((agent_file, "'moving-dot-ppo-agent'"), (str(text), "not a readable reward model file")):
@@ -667,8 +670,10 @@ def test_greedy_evaluation_walks_the_table_exactly_as_the_env_steps():
     torch.manual_seed(3)
     agent = agent_lib.Agent().eval()  # an untrained agent: a policy with no reason to reach the centre
     total, optimal = _stepped_returns(agent, 8, 123, greedy=True)
-    result = agent_lib.evaluate(agent, 8, 123, greedy=True, capture=True)
+    result = agent_lib.evaluate(agent, DOT, 8, 123, greedy=True, capture=True)
     assert result["true_return"] == pytest.approx(total.mean()) and result["optimal_return"] == pytest.approx(optimal.mean())
+    assert result["return_std"] == pytest.approx(total.std())
+    assert {k: v for k, v in result.items() if k != "path"} == agent_lib.evaluate_on_grid(agent, 8, 123, greedy=True)
     assert result["normalized_return"] == pytest.approx(md.normalized_return(total, optimal))
     path = result["path"]  # the first episode, start included, one position per step
     assert path.shape == (md.MAX_EPISODE_STEPS + 1, 2)
@@ -683,12 +688,12 @@ def test_sampled_evaluation_draws_from_the_policy():
     with torch.no_grad():
         agent.actor[-1].weight.mul_(1e7)
         agent.actor[-1].bias.mul_(1e7)
-    sharp = agent_lib.evaluate(agent, 10, 7, greedy=False)
-    assert sharp == agent_lib.evaluate(agent, 10, 7, greedy=True)
+    sharp = agent_lib.evaluate(agent, DOT, 10, 7, greedy=False)
+    assert sharp == agent_lib.evaluate(agent, DOT, 10, 7, greedy=True)
     with torch.no_grad():
         agent.actor[-1].weight.zero_()
         agent.actor[-1].bias.zero_()
-    flat = agent_lib.evaluate(agent, 50, 7, greedy=False)
+    flat = agent_lib.evaluate(agent, DOT, 50, 7, greedy=False)
     total, _ = _stepped_returns(agent, 50, 7, greedy=False, rng=torch.Generator().manual_seed(0))
     assert abs(flat["true_return"]) < 10 and abs(total.mean()) < 10  # a random walk's mean true return is about 0
-    assert flat == agent_lib.evaluate(agent, 50, 7, greedy=False)  # seeded: the same draws every time
+    assert flat == agent_lib.evaluate(agent, DOT, 50, 7, greedy=False)  # seeded: the same draws every time

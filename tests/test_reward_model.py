@@ -15,6 +15,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import db
+import envs
 import make_preferences_db as gen
 import moving_dot as md
 import reward_model as rm
@@ -25,6 +26,8 @@ from hand_built import manhattan_potential_model
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "train_reward_model.py")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+DOT = envs.spec("MovingDot-v0")
+DOT_SPACES = {"obs_dim": 2, "n_actions": 5, "action_low": None, "action_high": None}  # the config's env part, the dot's
 
 
 def generate(path, *flags, n=3000):
@@ -488,11 +491,15 @@ def test_save_load_round_trip(tmp_path, encoding, form, activation):
     path = str(tmp_path / "m.pt")
     summary = {"val_accuracy": 0.875, "note": "hello", "steps": 12}
     rm.save(model, path, summary)
-    assert torch.load(path, weights_only=True)["format_version"] == rm.FORMAT_VERSION == 2
-    loaded = rm.load(path)
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["format_version"] == rm.FORMAT_VERSION == 3
+    assert checkpoint["env"] == DOT.params()  # the moving dot's by default
+    torch.testing.assert_close(checkpoint["state_dict"]["obs_low"], torch.as_tensor(md.OBS_LOW))  # the scaling is in the file
+    torch.testing.assert_close(checkpoint["state_dict"]["obs_high"], torch.as_tensor(md.OBS_HIGH))
+    loaded = rm.load(path, env_spec=DOT)
     assert not loaded.training
     assert loaded.config == {"encoding": encoding, "ensemble_size": 2, "hidden_size": 32, "form": form, "activation": activation,
-                              "position_scale": 1.0}
+                              "position_scale": 1.0, **DOT_SPACES}
     assert loaded.form == form and type(loaded.net[1]) is type(model.net[1])
     assert loaded.summary == summary
     np.testing.assert_array_equal(rm.reward_table(loaded), rm.reward_table(model))
@@ -519,7 +526,10 @@ def test_a_version_1_file_loads_as_the_state_action_tanh_model(tmp_path, encodin
     loaded = rm.load(path)
     assert loaded.form == "state-action" and loaded.config["activation"] == "tanh"
     assert loaded.config == {"encoding": encoding, "ensemble_size": 2, "hidden_size": 16, "form": "state-action", "activation": "tanh",
-                             "position_scale": 1.0}
+                             "position_scale": 1.0, **DOT_SPACES}
+    torch.testing.assert_close(loaded.obs_low, torch.as_tensor(md.OBS_LOW))  # not in a version-1 file: the dot's bounds
+    torch.testing.assert_close(loaded.obs_high, torch.as_tensor(md.OBS_HIGH))
+    assert rm.load(path, env_spec=DOT).config == loaded.config  # a version-1 file is the dot's
     assert isinstance(loaded.net[1], torch.nn.Tanh) and loaded.summary == {"val_accuracy": 0.9}
     np.testing.assert_array_equal(rm.reward_table(loaded), rm.reward_table(old))
     # read with relu the same weights give another reward; as today's default, the potential form, they do not fit
@@ -528,15 +538,77 @@ def test_a_version_1_file_loads_as_the_state_action_tanh_model(tmp_path, encodin
     assert not np.allclose(rm.reward_table(relu), rm.reward_table(loaded))
     with pytest.raises(RuntimeError):
         rm.RewardModel(encoding, ensemble_size=2, hidden_size=16).load_state_dict(old.state_dict())
-    # saved again, it is a version-2 file that says what it is
-    rm.save(loaded, str(tmp_path / "v2.pt"))
-    resaved = torch.load(str(tmp_path / "v2.pt"), weights_only=True)
-    assert resaved["format_version"] == 2 and resaved["config"]["form"] == "state-action" and resaved["config"]["activation"] == "tanh"
-    np.testing.assert_array_equal(rm.reward_table(rm.load(str(tmp_path / "v2.pt"))), rm.reward_table(old))
+    # saved again, it is a version-3 file that says what it is
+    rm.save(loaded, str(tmp_path / "v3.pt"))
+    resaved = torch.load(str(tmp_path / "v3.pt"), weights_only=True)
+    assert resaved["format_version"] == 3 and resaved["config"]["form"] == "state-action" and resaved["config"]["activation"] == "tanh"
+    np.testing.assert_array_equal(rm.reward_table(rm.load(str(tmp_path / "v3.pt"))), rm.reward_table(old))
     # a version-1 file with potential-form weights (which version 1 never wrote) does not fit
     torch.save({**torch.load(path, weights_only=True), "state_dict": rm.RewardModel(encoding, 2, 16).state_dict()}, path)
     with pytest.raises(rm.RewardModelError, match="does not fit"):
         rm.load(path)
+
+
+@pytest.mark.parametrize("form", rm.FORMS)
+def test_a_version_2_file_loads_with_the_dots_bounds(tmp_path, form):
+    """A file written before other envs: format version 2, a config of six keys, the dot's
+    ENV_PARAMS, and no observation bounds among the weights (they were not persistent)."""
+    torch.manual_seed(9)
+    model = rm.RewardModel("normalized", ensemble_size=2, hidden_size=16, form=form, position_scale=10.0)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if k not in ("obs_low", "obs_high")}
+    config = {k: model.config[k] for k in ("encoding", "ensemble_size", "hidden_size", "form", "activation", "position_scale")}
+    path = str(tmp_path / "v2.pt")
+    torch.save({"format": rm.FORMAT, "format_version": 2, "config": config, "env": dict(md.ENV_PARAMS), "state_dict": state,
+                "summary": {"steps": 3}}, path)
+    for loaded in (rm.load(path), rm.load(path, env_spec=DOT)):
+        assert loaded.config == model.config and loaded.summary == {"steps": 3} and loaded.reward_stats is None
+        np.testing.assert_array_equal(rm.reward_table(loaded), rm.reward_table(model))
+    with pytest.raises(rm.RewardModelError, match="made for MovingDot-v0, not CartPole-v1") as e:
+        rm.load(path, env_spec=envs.spec("CartPole-v1"))
+    assert path in str(e.value) and "--env-id MovingDot-v0" in str(e.value)
+    # a version-3 file must hold its bounds: without them it does not fit
+    rm.save(model, str(tmp_path / "v3.pt"))
+    checkpoint = torch.load(str(tmp_path / "v3.pt"), weights_only=True)
+    torch.save({**checkpoint, "state_dict": state}, str(tmp_path / "v3.pt"))
+    with pytest.raises(rm.RewardModelError, match="does not fit"):
+        rm.load(str(tmp_path / "v3.pt"))
+
+
+def test_a_model_for_another_env_keeps_its_spaces_scaling_and_reward_stats(tmp_path):
+    """CartPole: 4 numbers, two of them unbounded (scaled from the data's mean -+ one std);
+    Pendulum: a Box action, scaled from its bounds. Both round-trip through the file, and are
+    refused by another env."""
+    cartpole, pendulum = envs.spec("CartPole-v1"), envs.spec("Pendulum-v1")
+    rng = np.random.default_rng(0)
+    model = rm.for_env(cartpole, ensemble_size=2, hidden_size=8, form="state-action")
+    assert model.config["obs_dim"] == 4 and model.config["n_actions"] == 2 and model.net[0].weight.shape[1] == 4 + 2
+    data = rng.normal([0.0, 1.0, 0.0, -2.0], [1.0, 3.0, 0.1, 0.5], size=(500, 4))
+    model.set_obs_scaling(cartpole.obs_low, cartpole.obs_high, data)
+    mean, std = data.mean(0), data.std(0) + 1e-6
+    bounded = np.isfinite(cartpole.obs_low)  # x and theta have bounds; their velocities do not
+    assert bounded.tolist() == [True, False, True, False]
+    np.testing.assert_allclose(model.obs_low.numpy(), np.where(bounded, cartpole.obs_low, mean - std), rtol=1e-6)
+    np.testing.assert_allclose(model.obs_high.numpy(), np.where(bounded, cartpole.obs_high, mean + std), rtol=1e-6)
+    model.reward_stats = (0.25, 2.0)
+    path = str(tmp_path / "cartpole.pt")
+    rm.save(model, path, {"n_train": 1}, env_params=cartpole.params())
+    loaded = rm.load(path, env_spec=cartpole)
+    torch.testing.assert_close(loaded.obs_low, model.obs_low, rtol=0, atol=0)
+    torch.testing.assert_close(loaded.obs_high, model.obs_high, rtol=0, atol=0)
+    assert loaded.reward_stats == (0.25, 2.0)
+    obs, actions = data[:10].astype(np.float32), np.arange(10) % 2
+    np.testing.assert_array_equal(loaded.reward(obs, actions, obs), model.eval().reward(obs, actions, obs))
+    for wrong in (DOT, pendulum):
+        with pytest.raises(rm.RewardModelError, match=f"made for CartPole-v1, not {wrong.env_id}; pass --env-id CartPole-v1"):
+            rm.load(path, env_spec=wrong)
+
+    box = rm.for_env(pendulum, ensemble_size=1, hidden_size=8, form="state-action")
+    assert box.config["n_actions"] is None and box.config["action_low"] == [-2.0] and box.net[0].weight.shape[1] == 3 + 1
+    features = box.features(np.zeros((3, 3), np.float32), np.array([[-2.0], [0.0], [2.0]], np.float32))
+    np.testing.assert_allclose(features[:, 3].numpy(), [-1.0, 0.0, 1.0])  # the action scaled from its bounds
+    rm.save(box, str(tmp_path / "pendulum.pt"), env_params=pendulum.params())
+    again = rm.load(str(tmp_path / "pendulum.pt"), env_spec=pendulum)
+    torch.testing.assert_close(again.features(np.ones((2, 3)), np.ones((2, 1))), box.features(np.ones((2, 3)), np.ones((2, 1))))
 
 
 def test_save_refuses_an_existing_file_unless_overwrite(tmp_path):
@@ -582,7 +654,9 @@ def bad_files(tmp_path):
         "foreign": (str(tmp_path / "foreign.pt"), "'something-else'"),
         "list": (str(tmp_path / "list.pt"), "not a reward model file"),
         "version": (_checkpoint(tmp_path / "version.pt", format_version=99), "format version 99"),
-        "env": (_checkpoint(tmp_path / "env.pt", env={**md.ENV_PARAMS, "width": 300}), "other env parameters"),
+        "env": (_checkpoint(tmp_path / "env.pt", env={**DOT.params(), "native": {**md.ENV_PARAMS, "width": 300}}), "other parameters"),
+        "other_env": (_checkpoint(tmp_path / "other_env.pt", env=envs.spec("CartPole-v1").params()), "--env-id CartPole-v1"),
+        "version_2_env": (_checkpoint(tmp_path / "v2env.pt", format_version=2, env={**md.ENV_PARAMS, "width": 300}), "other env parameters"),
         "hidden_size": (_checkpoint(tmp_path / "hidden.pt", config={"hidden_size": 32}), "does not fit"),
         "ensemble": (_checkpoint(tmp_path / "ensemble.pt", config={"ensemble_size": 2}), "does not fit"),
         # in the potential form both encodings read 2 numbers, so the encoding is checked on a state-action file
@@ -592,7 +666,7 @@ def bad_files(tmp_path):
         "form_back": (_checkpoint(tmp_path / "form_back.pt", {"form": "state-action"}, config={"form": "potential"}), "does not fit"),
         "bad_form": (_checkpoint(tmp_path / "bad_form.pt", config={"form": "linear"}), "does not fit"),
         "bad_activation": (_checkpoint(tmp_path / "bad_activation.pt", config={"activation": "sigmoid"}), "does not fit"),
-        "version_1_potential": (_checkpoint(tmp_path / "v1.pt", format_version=1), "does not fit"),  # read as state-action
+        "version_1_potential": (_checkpoint(tmp_path / "v1.pt", format_version=1, env=dict(md.ENV_PARAMS)), "does not fit"),  # read as state-action
         "no_state": (_checkpoint(tmp_path / "no_state.pt", state_dict={}), "does not fit"),
     }
 
@@ -600,7 +674,7 @@ def bad_files(tmp_path):
 def test_load_errors_name_the_file(tmp_path):
     for name, (path, fragment) in bad_files(tmp_path).items():
         with pytest.raises(rm.RewardModelError) as e:
-            rm.load(path)
+            rm.load(path, env_spec=DOT)  # as the stages load it: for the env they run on
         message = str(e.value)
         assert path in message, (name, message)
         assert fragment in message, (name, message)
@@ -616,13 +690,13 @@ def test_training_learns_the_true_reward_order(trained, prefs_db):
     assert summary["reward_correlation"] >= 0.8, summary
     assert summary["n_train"] == 2700 and summary["n_validation"] == 300 and summary["segment_length"] == 1
     assert 0 < summary["best_step"] <= summary["steps"] <= 3000
-    assert summary["best_step"] % 250 == 0  # evaluated every --eval-every steps
+    assert summary["best_step"] % summary["args"]["eval_every"] == 0  # evaluated every --eval-every steps
     assert summary["stopped_early"] == (summary["steps"] < 3000)
     assert np.isfinite(summary["val_loss"]) and summary["val_loss"] < np.log(2)
     # the file holds the scored (best) weights and the summary
     model = rm.load(str(out))
     assert model.config == {"encoding": "normalized", "ensemble_size": 3, "hidden_size": 64, "form": "potential", "activation": "relu",
-                            "position_scale": 10.0}
+                            "position_scale": 10.0, **DOT_SPACES}
     assert summary["args"]["patience"] == 4
     assert model.summary["val_accuracy"] == summary["val_accuracy"]
     assert model.summary["db"] == prefs_db
@@ -756,7 +830,7 @@ def test_ensemble_with_label_noise_trains_and_round_trips(prefs_db, tmp_path):
     assert not os.path.exists(tmp_path / "ens.png")
     model = rm.load(str(tmp_path / "ens.pt"))
     assert model.config == {"encoding": "normalized", "ensemble_size": 3, "hidden_size": 32, "form": "potential", "activation": "relu",
-                            "position_scale": 10.0}
+                            "position_scale": 10.0, **DOT_SPACES}
     states, actions = np.arange(0, md.N_STATES, 1000), np.arange(31) % 5
     members = model.member_rewards(md.OBS_TABLE[states], actions, md.OBS_TABLE[md.NEXT_STATE[states, actions]])
     assert not torch.allclose(members[0], members[1]) and not torch.allclose(members[1], members[2])
@@ -864,7 +938,7 @@ def test_init_continues_from_a_model_file_with_its_architecture(prefs_db, tmp_pa
                     "--learning-rate", 1e-9, "--eval-every", 1)
     second = rm.load(str(tmp_path / "second.pt"))
     assert second.config == start.config == {"encoding": "normalized", "ensemble_size": 2, "hidden_size": 16,
-                                             "form": "state-action", "activation": "tanh", "position_scale": 3.0}
+                                             "form": "state-action", "activation": "tanh", "position_scale": 3.0, **DOT_SPACES}
     for (name, a), b in zip(start.state_dict().items(), second.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name
     np.testing.assert_allclose(rm.reward_table(second), rm.reward_table(start), atol=1e-4)  # tanh, as the first

@@ -34,7 +34,8 @@ def scalars(run_dir, tag):
 
 
 def true_returns(obs, actions):
-    states = md.position_to_state(obs)
+    assert obs.dtype == np.float32 and np.array_equal(obs, np.round(obs))  # the dot's positions, exactly
+    states = md.position_to_state(obs.astype(np.int64))
     return md.TRUE_REWARD[states[:, :-1], actions].sum(1)
 
 
