@@ -26,7 +26,7 @@ FORMAT = "moving-dot-reward-model"
 FORMAT_VERSION = 3  # 3: any env (spaces in the config, the observation scaling in the weights)
 # 2: the reward's form and the activation in the config; 1: read as state-action, tanh (both the moving dot's)
 ENCODINGS = ("normalized", "raw")
-FORMS = ("potential", "state-action", "transition")
+FORMS = ("potential", "state-action")
 ACTIVATIONS = ("relu", "tanh")
 TRANSFORMS = ("normalize", "clip")  # how PPO uses the learned reward; the first is its default
 
@@ -81,7 +81,7 @@ class RewardModel(nn.Module):
         self.encoding, self.ensemble_size, self.form = encoding, int(ensemble_size), form
         self.n_actions = n_actions
         action_features = (n_actions if encoding == "normalized" else 1) if n_actions is not None else len(action_low)
-        in_features = obs_dim + (0 if form == "potential" else action_features) + (obs_dim if form == "transition" else 0)
+        in_features = obs_dim + (0 if form == "potential" else action_features)
         act = nn.ReLU if activation == "relu" else nn.Tanh
         self.net = nn.Sequential(
             EnsembleLinear(ensemble_size, in_features, hidden_size, math.sqrt(2)), act(),
@@ -115,22 +115,16 @@ class RewardModel(nn.Module):
         self.obs_low.copy_(torch.as_tensor(np.where(bounded, low, mean - std), dtype=torch.float32))
         self.obs_high.copy_(torch.as_tensor(np.where(bounded, high, mean + std), dtype=torch.float32))
 
-    def _scaled(self, obs):
+    def features(self, obs, actions=None):
+        """Network inputs (..., in_features) for observations (..., d) and, in the state-action
+        form, actions (...) or (..., d_action)."""
         obs = torch.as_tensor(obs, device=self.device).float()
-        return obs if self.encoding == "raw" else self.position_scale * (2 * (obs - self.obs_low) / (self.obs_high - self.obs_low) - 1)
-
-    def features(self, obs, actions=None, next_obs=None):
-        """Network inputs (..., in_features) for observations (..., d), in the state-action and
-        transition forms actions (...) or (..., d_action), in the transition form next
-        observations (..., d)."""
-        position = self._scaled(obs)
+        if self.encoding == "raw":
+            position = obs
+        else:
+            position = self.position_scale * (2 * (obs - self.obs_low) / (self.obs_high - self.obs_low) - 1)
         if self.form == "potential":
             return position
-        if self.form == "transition":
-            return torch.cat([self.features_of_action(position, actions), self._scaled(next_obs)], -1)
-        return self.features_of_action(position, actions)
-
-    def features_of_action(self, position, actions):
         if self.n_actions is None:  # a Box action, scaled to [-1, 1] from its bounds
             actions = torch.as_tensor(np.array(actions, dtype=np.float32) if isinstance(actions, np.ndarray) else actions, device=self.device).float()
             action = actions if self.encoding == "raw" else 2 * (actions - self.action_low) / (self.action_high - self.action_low) - 1
@@ -142,11 +136,11 @@ class RewardModel(nn.Module):
     def segment_inputs(self, obs, actions):
         """What the network sees of segments with observations (..., k + 1, d) and actions
         (..., k[, d_action]): the first and last observation (..., 2, in) in the potential form, every
-        (o_t, a_t) (..., k, in) in the state-action form, every (o_t, a_t, o_t+1) in the transition form."""
+        (o_t, a_t) (..., k, in) in the state-action form."""
         obs = torch.as_tensor(obs)
         if self.form == "potential":
             return self.features(obs[..., [0, -1], :])
-        return self.features(obs[..., :-1, :], actions, obs[..., 1:, :])
+        return self.features(obs[..., :-1, :], actions)
 
     def member_outputs(self, features, per_member=False):
         """Network outputs (E, ...) of every member. features (..., in), shared by the members,
@@ -162,7 +156,7 @@ class RewardModel(nn.Module):
         if self.form == "potential":
             both = self.member_outputs(self.features(torch.stack([torch.as_tensor(obs).float(), torch.as_tensor(next_obs).float()], -2)))
             return both[..., 1] - both[..., 0]  # one batched call for o and o'
-        return self.member_outputs(self.features(obs, actions, next_obs))
+        return self.member_outputs(self.features(obs, actions))
 
     def forward(self, obs, actions, next_obs):
         """Mean reward over the members, shape of ``actions``."""
@@ -273,8 +267,6 @@ def epic_distance(model: RewardModel, gamma: float = 0.99) -> float:
     the env's sign(d(s) - d(s')) on every transition the env makes: R(s, a, s') = M(s) - M(s')
     (M the Manhattan distance to the centre; a move changes |dx| or |dy| by one) for the potential
     form, the env's r(s, a) for the state-action form. Compare EPIC within a form, not across."""
-    if model.form == "transition":  # E[R(x, A, S')] over every S' of the grid: not computed here
-        return float("nan")
     manhattan = md.MANHATTAN.astype(np.float64)
     # E[R(x, A, S')] for every position x, for the learned and the true reward
     if model.form == "potential":  # phi(S') - phi(x), in expectation over S'
@@ -329,6 +321,7 @@ def for_env(env_spec, encoding="normalized", ensemble_size=1, hidden_size=64, fo
     discrete = env_spec.discrete
     model = RewardModel(encoding, ensemble_size, hidden_size, form, activation, position_scale, env_spec.obs_dim,
                         env_spec.n_actions, None if discrete else env_spec.action_low, None if discrete else env_spec.action_high)
+    model.set_obs_scaling(env_spec.obs_low, env_spec.obs_high, np.zeros((0, env_spec.obs_dim)))  # the trainer adds the data's
     return model
 
 

@@ -61,8 +61,7 @@ def parse_args(argv=None):
     p.add_argument("--patience", type=cli.positive_int, default=4, help="stop after this many evaluations without a better held-out loss")
     p.add_argument("--min-delta", type=cli.nonnegative_float, default=1e-3, help="held-out loss improvement that counts as better")
     p.add_argument("--reward-form", choices=rm.FORMS, default="potential",
-                   help="r(o, a, o') = phi(o') - phi(o), which no loop can exploit, the write-up's r(o, a) (state-action),"
-                        " or r(o, a, o') of all three (transition: a termination's bonus or crash can depend on where it led)")
+                   help="r(o, a, o') = phi(o') - phi(o), which no loop can exploit, or the write-up's r(o, a) (state-action)")
     p.add_argument("--activation", choices=rm.ACTIVATIONS, default="relu", help="hidden-layer nonlinearity (write-up: tanh)")
     p.add_argument("--encoding", choices=rm.ENCODINGS, default="normalized",
                    help="network input: the normalized position (+ one-hot action), or the write-up's raw (x, y, action)")
