@@ -83,12 +83,7 @@ def parse_args(argv=None):
     mode.add_argument("--migrate", action="store_true", help="rewrite a schema-version-1 --db as version 2, keeping every label, and stop")
     p.add_argument("--discard-human-labels", action="store_true",
                    help="with --overwrite: replace the DB even though it holds people's answers (they are lost)")
-    known = p.parse_known_args(argv)[0]
-    try:
-        args_spec = envs.spec(known.env_id)
-    except envs.EnvError as e:
-        p.error(str(e))
-    p.set_defaults(**envs.defaults(known.env_id, "make_preferences_db"))
+    args_spec = cli.env_spec_with_defaults(p, argv, "make_preferences_db")
     args = p.parse_args(argv)
     args.spec = args_spec
     if args.migrate:

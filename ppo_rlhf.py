@@ -81,13 +81,8 @@ def parse_args(argv=None):
     p.add_argument("--capture-video", action="store_true", help="write a GIF of the trained greedy agent into the run folder")
     p.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=True, help="use CUDA when available")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
-    known = p.parse_known_args(argv)[0]
-    try:
-        args_spec = env_lib.spec(known.env_id)
-    except env_lib.EnvError as e:
-        p.error(str(e))
-    p.set_defaults(**env_lib.defaults(known.env_id, "ppo_rlhf", continuous=not args_spec.discrete))
-    p.set_defaults(**PRESETS[known.preset])
+    args_spec = cli.env_spec_with_defaults(p, argv, "ppo_rlhf", continuous_defaults=True)
+    p.set_defaults(**PRESETS[p.parse_known_args(argv)[0].preset])
     args = p.parse_args(argv)
     args.spec = args_spec
     args.batch_size = args.num_envs * args.num_steps

@@ -115,12 +115,7 @@ def parse_args(argv=None):
     p.add_argument("--teacher-eps-equal", type=cli.nonnegative_float, default=0.0, help="synthetic teacher: --teacher-eps-equal")
     p.add_argument("--poll-seconds", type=cli.positive_float, default=2.0, help="human teacher: seconds between looks at the DB")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress line while waiting for people")
-    known = p.parse_known_args(argv)[0]
-    try:
-        args_spec = envs.spec(known.env_id)
-    except envs.EnvError as e:
-        p.error(str(e))
-    p.set_defaults(**envs.defaults(known.env_id, "rlhf_loop"))
+    args_spec = cli.env_spec_with_defaults(p, argv, "rlhf_loop")
     args = p.parse_args(argv)
     if args.oracle not in envs.oracle_names(args_spec.env_id):
         p.error(f"--oracle {args.oracle} is not an oracle for {args_spec.env_id}; choose from {', '.join(envs.oracle_names(args_spec.env_id))}")

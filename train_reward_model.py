@@ -77,12 +77,7 @@ def parse_args(argv=None):
     p.add_argument("--run-dir", default="runs", help="parent folder of the TensorBoard run")
     p.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=True, help="use CUDA when available")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
-    known = p.parse_known_args(argv)[0]
-    try:
-        args_spec = envs.spec(known.env_id)
-    except envs.EnvError as e:
-        p.error(str(e))
-    p.set_defaults(**envs.defaults(known.env_id, "train_reward_model"))
+    args_spec = cli.env_spec_with_defaults(p, argv, "train_reward_model")
     args = p.parse_args(argv)
     args.spec = args_spec
     args.plot = args.plot or os.path.splitext(args.out)[0] + ".png"

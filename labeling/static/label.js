@@ -257,16 +257,23 @@
     return [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f];
   }
 
-  function drawClip(clip, view, scene, t) {
-    const canvas = clip.canvas, dpr = window.devicePixelRatio || 1;
-    const W = canvas.clientWidth, H = canvas.clientHeight;
-    if (!W || !H) return;
+  // the canvas at the screen's pixel density, sized to its box; null while it has no size
+  function canvasContext(canvas, W, H) {
+    if (!W || !H) return null;
+    const dpr = window.devicePixelRatio || 1;
     if (canvas.width !== Math.round(W * dpr) || canvas.height !== Math.round(H * dpr)) {
       canvas.width = Math.round(W * dpr);
       canvas.height = Math.round(H * dpr);
     }
     const ctx = canvas.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    return ctx;
+  }
+
+  function drawClip(clip, view, scene, t) {
+    const canvas = clip.canvas, W = canvas.clientWidth, H = canvas.clientHeight;
+    const ctx = canvasContext(canvas, W, H);
+    if (!ctx) return;
     const s = W / scene.w;  // screen pixels per field unit
     const X = (x) => (x - view.x0) * s, Y = (y) => (y - view.y0) * s;
     const segment = view.segment, positions = segment.positions, k = segment.actions.length;
@@ -483,15 +490,9 @@
   }
 
   function drawFrame(clip, view, scene, i) {
-    const canvas = clip.canvas, dpr = window.devicePixelRatio || 1;
-    const W = canvas.clientWidth, H = canvas.clientHeight;
-    if (!W || !H) return;
-    if (canvas.width !== Math.round(W * dpr) || canvas.height !== Math.round(H * dpr)) {
-      canvas.width = Math.round(W * dpr);
-      canvas.height = Math.round(H * dpr);
-    }
-    const ctx = canvas.getContext("2d");
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const canvas = clip.canvas, W = canvas.clientWidth, H = canvas.clientHeight;
+    const ctx = canvasContext(canvas, W, H);
+    if (!ctx) return;
     ctx.fillStyle = "#0a0e14";
     ctx.fillRect(0, 0, W, H);
     if (!view.bitmap) return;
