@@ -200,7 +200,7 @@ def disagreement(model, segments):
 
     import reward_model as rm
     with torch.no_grad():
-        returns = rm.segment_returns(model, model.segment_inputs(segments.obs, segments.actions)).cpu().double().numpy()  # (E, S)
+        returns = rm.segment_returns(model, model.segment_inputs(segments.obs, segments.actions, segments.absorbing)).cpu().double().numpy()  # (E, S)
 
     def pair_variance(pairs):
         p1 = 0.5 * (1 + np.tanh((returns[:, pairs[:, 0]] - returns[:, pairs[:, 1]]) / 2))  # sigmoid that cannot overflow

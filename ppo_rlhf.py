@@ -197,8 +197,9 @@ def main(args):
         elif args.reward_transform == "normalize" and reward_model.reward_stats is None:
             raise rm.RewardModelError(f"{args.reward_model} holds no reward statistics to normalize with; retrain it, or pass --reward-transform clip")
 
-    def learned_reward(o, a, o_next):  # off the grid: one batched call of the model for a whole rollout
-        r = reward_model.reward(o.reshape(-1, o.shape[-1]), a.reshape(-1, *a.shape[2:]), o_next.reshape(-1, o.shape[-1]))
+    def learned_reward(o, a, o_next, absorbing=False):  # off the grid: one batched call of the model for a whole rollout
+        r = reward_model.reward(o.reshape(-1, o.shape[-1]), a.reshape(-1, *a.shape[2:]), o_next.reshape(-1, o.shape[-1]),
+                                np.full(o.shape[0] * o.shape[1], absorbing))
         return rm.transform_rewards(r, args.reward_transform, reward_model.reward_stats).reshape(a.shape[:2]).astype(np.float32)
 
     if args.resume:  # C17's loop trains the same agent further each round, on the latest reward model
@@ -287,7 +288,7 @@ def main(args):
                 final = last_obs[terminations]
                 null = np.broadcast_to(null_action, (len(final), *null_action.shape))
                 absorbing_tail = np.zeros((T, N), dtype=np.float32)
-                absorbing_tail[terminations] = args.gamma / (1 - args.gamma) * learned_reward(final[:, None], null[:, None], final[:, None])[:, 0]
+                absorbing_tail[terminations] = args.gamma / (1 - args.gamma) * learned_reward(final[:, None], null[:, None], final[:, None], absorbing=True)[:, 0]
         else:
             learned = None
         rewards = env_rewards if learned is None else learned

@@ -63,10 +63,15 @@ class RewardModel(nn.Module):
     A position_scale above 1 lets the network bend sharply within a pixel or two (MLPs fit
     smooth functions first: a learned potential's peak comes out rounded, and then the last
     steps to it pay little; README, "Judging a learned reward").
+
+    absorbing_state (envs that terminate): the steps after a termination are one state, DAC's
+    absorbing state (Kostrikov et al. 2019): the network sees a flag and zeros, not o_T and the
+    null action, so its reward is one learned number. Seen as (o_T, null), a smooth network
+    has to tell the terminal observation from the live states next to it, and extrapolates.
     """
 
     def __init__(self, encoding="normalized", ensemble_size=1, hidden_size=64, form="potential", activation="relu",
-                 position_scale=1.0, obs_dim=2, n_actions=md.N_ACTIONS, action_low=None, action_high=None):
+                 position_scale=1.0, obs_dim=2, n_actions=md.N_ACTIONS, action_low=None, action_high=None, absorbing_state=False):
         super().__init__()
         for name, value, choices in (("encoding", encoding, ENCODINGS), ("form", form, FORMS), ("activation", activation, ACTIVATIONS)):
             if value not in choices:
@@ -77,11 +82,12 @@ class RewardModel(nn.Module):
                        "form": form, "activation": activation, "position_scale": float(position_scale), "obs_dim": int(obs_dim),
                        "n_actions": None if n_actions is None else int(n_actions),
                        "action_low": None if action_low is None else [float(v) for v in action_low],
-                       "action_high": None if action_high is None else [float(v) for v in action_high]}
+                       "action_high": None if action_high is None else [float(v) for v in action_high],
+                       "absorbing_state": bool(absorbing_state)}
         self.encoding, self.ensemble_size, self.form = encoding, int(ensemble_size), form
-        self.n_actions = n_actions
+        self.n_actions, self.absorbing_state = n_actions, bool(absorbing_state)
         action_features = (n_actions if encoding == "normalized" else 1) if n_actions is not None else len(action_low)
-        in_features = obs_dim + (0 if form == "potential" else action_features)
+        in_features = obs_dim + (0 if form == "potential" else action_features) + int(absorbing_state)
         act = nn.ReLU if activation == "relu" else nn.Tanh
         self.net = nn.Sequential(
             EnsembleLinear(ensemble_size, in_features, hidden_size, math.sqrt(2)), act(),
@@ -115,32 +121,42 @@ class RewardModel(nn.Module):
         self.obs_low.copy_(torch.as_tensor(np.where(bounded, low, mean - std), dtype=torch.float32))
         self.obs_high.copy_(torch.as_tensor(np.where(bounded, high, mean + std), dtype=torch.float32))
 
-    def features(self, obs, actions=None):
+    def features(self, obs, actions=None, absorbing=None):
         """Network inputs (..., in_features) for observations (..., d) and, in the state-action
-        form, actions (...) or (..., d_action)."""
+        form, actions (...) or (..., d_action); ``absorbing`` (...): which rows are the absorbing state."""
         obs = torch.as_tensor(obs, device=self.device).float()
         if self.encoding == "raw":
             position = obs
         else:
             position = self.position_scale * (2 * (obs - self.obs_low) / (self.obs_high - self.obs_low) - 1)
         if self.form == "potential":
-            return position
+            return self._flag(position, absorbing)
         if self.n_actions is None:  # a Box action, scaled to [-1, 1] from its bounds
             actions = torch.as_tensor(np.array(actions, dtype=np.float32) if isinstance(actions, np.ndarray) else actions, device=self.device).float()
             action = actions if self.encoding == "raw" else 2 * (actions - self.action_low) / (self.action_high - self.action_low) - 1
-            return torch.cat([position, action], -1)
+            return self._flag(torch.cat([position, action], -1), absorbing)
         actions = torch.as_tensor(np.array(actions, dtype=np.int64) if isinstance(actions, np.ndarray) else actions, device=self.device).long()
         action = actions.unsqueeze(-1).float() if self.encoding == "raw" else F.one_hot(actions, self.n_actions).float()
-        return torch.cat([position, action], -1)
+        return self._flag(torch.cat([position, action], -1), absorbing)
 
-    def segment_inputs(self, obs, actions):
-        """What the network sees of segments with observations (..., k + 1, d) and actions
-        (..., k[, d_action]): the first and last observation (..., 2, in) in the potential form, every
-        (o_t, a_t) (..., k, in) in the state-action form."""
+    def _flag(self, x, absorbing):
+        """With absorbing_state: the absorbing rows become (0, ..., 0, 1), the others (x, 0)."""
+        if not self.absorbing_state:
+            return x
+        flag = (torch.zeros(x.shape[:-1], device=self.device) if absorbing is None
+                else torch.as_tensor(np.asarray(absorbing) if not torch.is_tensor(absorbing) else absorbing, device=self.device).float()
+                .expand(x.shape[:-1]))
+        return torch.cat([x * (1 - flag).unsqueeze(-1), flag.unsqueeze(-1)], -1)
+
+    def segment_inputs(self, obs, actions, absorbing=None):
+        """What the network sees of segments with observations (..., k + 1, d), actions
+        (..., k[, d_action]) and absorbing steps (..., k): the first and last observation (..., 2, in)
+        in the potential form, every (o_t, a_t) (..., k, in) in the state-action form."""
         obs = torch.as_tensor(obs)
         if self.form == "potential":
-            return self.features(obs[..., [0, -1], :])
-        return self.features(obs[..., :-1, :], actions)
+            last = None if absorbing is None else np.stack([np.zeros_like(np.asarray(absorbing)[..., 0]), np.asarray(absorbing)[..., -1]], -1)
+            return self.features(obs[..., [0, -1], :], absorbing=last)
+        return self.features(obs[..., :-1, :], actions, absorbing)
 
     def member_outputs(self, features, per_member=False):
         """Network outputs (E, ...) of every member. features (..., in), shared by the members,
@@ -151,22 +167,25 @@ class RewardModel(nn.Module):
         out = self.net(features.reshape(self.ensemble_size, -1, features.shape[-1]))
         return out.reshape(self.ensemble_size, *batch_shape)
 
-    def member_rewards(self, obs, actions, next_obs):
-        """Per-step rewards (E, ...) of every member for arrays of o (..., 2), a (...) and o' (..., 2)."""
+    def member_rewards(self, obs, actions, next_obs, absorbing=None):
+        """Per-step rewards (E, ...) of every member for arrays of o (..., d), a (...[, d_action]) and
+        o' (..., d); ``absorbing`` (...): rows that are the absorbing state (the potential form: o' is)."""
         if self.form == "potential":
-            both = self.member_outputs(self.features(torch.stack([torch.as_tensor(obs).float(), torch.as_tensor(next_obs).float()], -2)))
+            flags = None if absorbing is None else np.stack([np.zeros_like(np.asarray(absorbing)), np.asarray(absorbing)], -1)
+            both = self.member_outputs(self.features(torch.stack([torch.as_tensor(obs).float(), torch.as_tensor(next_obs).float()], -2),
+                                                     absorbing=flags))
             return both[..., 1] - both[..., 0]  # one batched call for o and o'
-        return self.member_outputs(self.features(obs, actions))
+        return self.member_outputs(self.features(obs, actions, absorbing))
 
-    def forward(self, obs, actions, next_obs):
+    def forward(self, obs, actions, next_obs, absorbing=None):
         """Mean reward over the members, shape of ``actions``."""
-        return self.member_rewards(obs, actions, next_obs).mean(0)
+        return self.member_rewards(obs, actions, next_obs, absorbing).mean(0)
 
     @torch.no_grad()
-    def reward(self, obs, actions, next_obs) -> np.ndarray:
-        """The learned reward r(o, a, o') for arrays of positions o (..., 2), actions (...) and
-        next positions o' (..., 2): one batched call."""
-        return self.forward(obs, actions, next_obs).cpu().numpy()
+    def reward(self, obs, actions, next_obs, absorbing=None) -> np.ndarray:
+        """The learned reward r(o, a, o') for arrays of observations o (..., d), actions (...[, d_action])
+        and next observations o' (..., d), and which rows are the absorbing state: one batched call."""
+        return self.forward(obs, actions, next_obs, absorbing).cpu().numpy()
 
 
 def transform_rewards(rewards, transform, table):
@@ -215,8 +234,9 @@ def preference_accuracy(returns1, returns2, mu1, mu2) -> float:
 @torch.no_grad()
 def comparison_accuracy(model: RewardModel, comparisons) -> float:
     """preference_accuracy of the model's segment returns on a db.Comparisons (any k)."""
-    returns1, returns2 = (segment_returns(model, model.segment_inputs(obs, actions)).mean(0).cpu().numpy()
-                          for obs, actions in ((comparisons.obs1, comparisons.actions1), (comparisons.obs2, comparisons.actions2)))
+    returns1, returns2 = (segment_returns(model, model.segment_inputs(obs, actions, absorbing)).mean(0).cpu().numpy()
+                          for obs, actions, absorbing in ((comparisons.obs1, comparisons.actions1, comparisons.absorbing1),
+                                                          (comparisons.obs2, comparisons.actions2, comparisons.absorbing2)))
     return preference_accuracy(returns1, returns2, comparisons.mu1, comparisons.mu2)
 
 
@@ -320,7 +340,8 @@ def for_env(env_spec, encoding="normalized", ensemble_size=1, hidden_size=64, fo
     """A new reward model for the env's spaces (envs.EnvSpec)."""
     discrete = env_spec.discrete
     model = RewardModel(encoding, ensemble_size, hidden_size, form, activation, position_scale, env_spec.obs_dim,
-                        env_spec.n_actions, None if discrete else env_spec.action_low, None if discrete else env_spec.action_high)
+                        env_spec.n_actions, None if discrete else env_spec.action_low, None if discrete else env_spec.action_high,
+                        absorbing_state=not env_spec.tabular)  # the moving dot never terminates
     model.set_obs_scaling(env_spec.obs_low, env_spec.obs_high, np.zeros((0, env_spec.obs_dim)))  # the trainer adds the data's
     return model
 

@@ -87,8 +87,8 @@ def parse_args(argv=None):
 def encode(model, comparisons, device):
     """Network inputs of both segments of every comparison, (n, 2, L, in): L = 2 (first and
     last observation) in the potential form, k (every step) in the state-action form."""
-    return torch.stack([model.segment_inputs(comparisons.obs1, comparisons.actions1),
-                        model.segment_inputs(comparisons.obs2, comparisons.actions2)], 1).to(device)
+    return torch.stack([model.segment_inputs(comparisons.obs1, comparisons.actions1, comparisons.absorbing1),
+                        model.segment_inputs(comparisons.obs2, comparisons.actions2, comparisons.absorbing2)], 1).to(device)
 
 
 @torch.no_grad()
@@ -327,16 +327,16 @@ def _correlation(a, b) -> float:
 
 
 @torch.no_grad()
-def _step_rewards(model, obs, actions):
+def _step_rewards(model, obs, actions, absorbing):
     """The learned reward (mean over members) of every step of segments, (n, k)."""
-    return model.reward(obs[:, :-1], actions, obs[:, 1:])
+    return model.reward(obs[:, :-1], actions, obs[:, 1:], absorbing)
 
 
 def step_reward_stats(model, comparisons):
     """(mean, std) of the learned reward over every step of the training segments: what PPO's
     'normalize' transform uses off the moving dot's grid."""
-    rewards = np.concatenate([_step_rewards(model, comparisons.obs1, comparisons.actions1).ravel(),
-                              _step_rewards(model, comparisons.obs2, comparisons.actions2).ravel()])
+    rewards = np.concatenate([_step_rewards(model, comparisons.obs1, comparisons.actions1, comparisons.absorbing1).ravel(),
+                              _step_rewards(model, comparisons.obs2, comparisons.actions2, comparisons.absorbing2).ravel()])
     return float(rewards.mean()), float(rewards.std())
 
 
@@ -360,7 +360,8 @@ def held_out_epic(model, comparisons, oracle, env_spec, max_transitions=2000):
     obs = np.concatenate([comparisons.obs1, comparisons.obs2])
     actions = np.concatenate([comparisons.actions1, comparisons.actions2])
     o, a, o_next = obs[:, :-1].reshape(-1, obs.shape[-1]), actions.reshape(-1, *actions.shape[2:]), obs[:, 1:].reshape(-1, obs.shape[-1])
-    keep = np.random.default_rng(0).permutation(len(o))[:max_transitions]
+    live = ~np.concatenate([comparisons.absorbing1, comparisons.absorbing2]).ravel()  # the env's own transitions
+    keep = np.random.default_rng(0).permutation(np.flatnonzero(live))[:max_transitions]
     return rm.sampled_epic_distance(lambda x, y, z: model.reward(x, y, z), true, o[keep], a[keep], o_next[keep], env_spec.random_actions)
 
 
@@ -370,7 +371,7 @@ def held_out_steps(model, comparisons, oracle, env_id):
     learned, true, learned_returns, true_returns = [], [], [], []
     for obs, actions, rewards, absorbing in ((comparisons.obs1, comparisons.actions1, comparisons.rewards1, comparisons.absorbing1),
                                              (comparisons.obs2, comparisons.actions2, comparisons.rewards2, comparisons.absorbing2)):
-        step_learned = _step_rewards(model, obs, actions)
+        step_learned = _step_rewards(model, obs, actions, absorbing)
         learned.append(step_learned.ravel())
         true.append(envs.step_scores(oracle, env_id, obs, actions, rewards, absorbing).ravel())
         learned_returns.append(step_learned.sum(1))

@@ -463,32 +463,49 @@ def test_the_generator_refuses_to_append_to_or_use_files_of_another_env(made, tm
 
 # --- PPO on a learned reward, in an env that terminates ----------------------------------------
 
-def action_reward_model(path, spec, r_null, r_other, reward_stats):
+def action_reward_model(path, spec, r_null, r_other, reward_stats, r_absorbing=0.0):
     """A state-action model for a two-action env whose reward is ``r_null`` for action 0 (the
-    null action) and ``r_other`` for action 1, whatever the observation."""
-    model = rm.for_env(spec, ensemble_size=1, hidden_size=2, form="state-action", activation="relu")
+    null action), ``r_other`` for action 1, whatever the observation, and ``r_absorbing`` in the
+    absorbing state."""
+    model = rm.for_env(spec, ensemble_size=1, hidden_size=3, form="state-action", activation="relu")
     with torch.no_grad():
         for layer in (model.net[0], model.net[2], model.net[4]):
             layer.weight.zero_()
             layer.bias.zero_()
-        d = spec.obs_dim  # the features: the observation, then the one-hot action
-        model.net[0].weight[0, d, 0] = model.net[0].weight[0, d + 1, 1] = 1.0
-        model.net[2].weight[0, 0, 0] = model.net[2].weight[0, 1, 1] = 1.0
-        model.net[4].weight[0, 0, 0], model.net[4].weight[0, 1, 0] = r_null, r_other
+        d = spec.obs_dim  # the features: the observation, the one-hot action, the absorbing flag
+        for unit in range(3):
+            model.net[0].weight[0, d + unit, unit] = model.net[2].weight[0, unit, unit] = 1.0
+        model.net[4].weight[0, :, 0] = torch.tensor([r_null, r_other, r_absorbing])
     model.reward_stats = reward_stats
     rm.save(model, str(path), env_params=spec.params())
     return str(path)
 
 
-@pytest.mark.parametrize("transform, r_null, stats, learned_null, learned_other", [
-    ("normalize", 1.0, (0.5, 2.0), 0.25, -0.75),  # (r - 0.5) / 2
-    ("clip", 3.0, None, 1.0, -1.0),
+def test_a_new_reward_model_sees_the_absorbing_state_as_one_input():
+    """Off the dot the steps after a termination are one state: whatever o_T and the action, the
+    network's input is (0, ..., 0, 1), so the learned reward there is one number (DAC's absorbing state)."""
+    model = rm.for_env(envs.spec("CartPole-v1"), ensemble_size=2, form="state-action")
+    obs = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    actions = np.array([0, 1, 0, 1, 0, 1])
+    absorbing = np.array([False, False, False, True, True, True])
+    features = model.features(obs, actions, absorbing).numpy()
+    assert features.shape == (6, 4 + 2 + 1)
+    np.testing.assert_array_equal(features[3:], np.tile([0, 0, 0, 0, 0, 0, 1], (3, 1)))
+    assert (features[:3, -1] == 0).all() and np.abs(features[:3, :4]).sum() > 0
+    rewards = model.reward(obs, actions, obs, absorbing)
+    assert np.ptp(rewards[3:]) == 0 and np.ptp(rewards[:3]) > 0
+    assert not rm.for_env(envs.spec("MovingDot-v0")).absorbing_state  # the dot never terminates: its inputs are as before
+
+
+@pytest.mark.parametrize("transform, r_null, r_absorbing, stats, learned_null, learned_other, learned_absorbing", [
+    ("normalize", 1.0, 3.0, (0.5, 2.0), 0.25, -0.75, 1.25),  # (r - 0.5) / 2
+    ("clip", 3.0, -2.0, None, 1.0, -1.0, -1.0),
 ])
-def test_a_termination_pays_the_absorbing_states_learned_reward_for_ever(tmp_path, monkeypatch, transform, r_null, stats,
-                                                                         learned_null, learned_other):
+def test_a_termination_pays_the_absorbing_states_learned_reward_for_ever(tmp_path, monkeypatch, transform, r_null, r_absorbing, stats,
+                                                                         learned_null, learned_other, learned_absorbing):
     """The reward GAE sees at a terminal step is the step's learned reward plus
-    gamma / (1 - gamma) r(o_T, null action), transformed as every other step's (ppo_rlhf.py)."""
-    path = action_reward_model(tmp_path / "rm.pt", CARTPOLE, r_null, -1.0, stats)
+    gamma / (1 - gamma) r(absorbing state), transformed as every other step's (ppo_rlhf.py)."""
+    path = action_reward_model(tmp_path / "rm.pt", CARTPOLE, r_null, -1.0, stats, r_absorbing)
     seen = []
     original = ppo.gae
 
@@ -502,7 +519,7 @@ def test_a_termination_pays_the_absorbing_states_learned_reward_for_ever(tmp_pat
     assert finite_numbers(summary["greedy"]) and finite_numbers(summary["sampled"])
     rewards, dones, gamma = (np.concatenate([s[i] for s in seen]) if i < 2 else seen[0][2] for i in range(3))
     assert 3 <= dones.sum() < 200  # CartPole ends within the rollouts; nothing reaches the 500-step limit here
-    tail = gamma / (1 - gamma) * learned_null
+    tail = gamma / (1 - gamma) * learned_absorbing
     assert set(np.unique(rewards[~dones]).tolist()) <= {learned_null, learned_other}
     terminal = rewards[dones]
     assert np.all(np.isclose(terminal, learned_null + tail, rtol=1e-5) | np.isclose(terminal, learned_other + tail, rtol=1e-5)), terminal

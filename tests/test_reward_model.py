@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "train_reward_model.py")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DOT = envs.spec("MovingDot-v0")
-DOT_SPACES = {"obs_dim": 2, "n_actions": 5, "action_low": None, "action_high": None}  # the config's env part, the dot's
+DOT_SPACES = {"obs_dim": 2, "n_actions": 5, "action_low": None, "action_high": None, "absorbing_state": False}  # the config's env part, the dot's
 
 
 def generate(path, *flags, n=3000):
@@ -581,7 +581,7 @@ def test_a_model_for_another_env_keeps_its_spaces_scaling_and_reward_stats(tmp_p
     cartpole, pendulum = envs.spec("CartPole-v1"), envs.spec("Pendulum-v1")
     rng = np.random.default_rng(0)
     model = rm.for_env(cartpole, ensemble_size=2, hidden_size=8, form="state-action")
-    assert model.config["obs_dim"] == 4 and model.config["n_actions"] == 2 and model.net[0].weight.shape[1] == 4 + 2
+    assert model.config["obs_dim"] == 4 and model.config["n_actions"] == 2 and model.net[0].weight.shape[1] == 4 + 2 + 1  # + the absorbing flag
     data = rng.normal([0.0, 1.0, 0.0, -2.0], [1.0, 3.0, 0.1, 0.5], size=(500, 4))
     model.set_obs_scaling(cartpole.obs_low, cartpole.obs_high, data)
     mean, std = data.mean(0), data.std(0) + 1e-6
@@ -603,7 +603,7 @@ def test_a_model_for_another_env_keeps_its_spaces_scaling_and_reward_stats(tmp_p
             rm.load(path, env_spec=wrong)
 
     box = rm.for_env(pendulum, ensemble_size=1, hidden_size=8, form="state-action")
-    assert box.config["n_actions"] is None and box.config["action_low"] == [-2.0] and box.net[0].weight.shape[1] == 3 + 1
+    assert box.config["n_actions"] is None and box.config["action_low"] == [-2.0] and box.net[0].weight.shape[1] == 3 + 1 + 1
     features = box.features(np.zeros((3, 3), np.float32), np.array([[-2.0], [0.0], [2.0]], np.float32))
     np.testing.assert_allclose(features[:, 3].numpy(), [-1.0, 0.0, 1.0])  # the action scaled from its bounds
     rm.save(box, str(tmp_path / "pendulum.pt"), env_params=pendulum.params())
