@@ -10,8 +10,8 @@ normalization, --norm-obs and --norm-reward), on the moving dot's native vectori
 gymnasium's SyncVectorEnv (envs.py). With --rlhf the env reward is replaced by the reward model's
 r(o_t, a_t, o_t+1), with o_t+1 the observation the action led to (the last one of an episode where
 it ended). An episode that terminates enters the absorbing state the reward model was trained on
-(db.py): its learned reward r(o_T, null action) is paid for ever after, gamma-discounted, which is
-what makes the normalized learned reward's shift harmless. The true env return is still what
+(db.py): its learned reward (one number, the reward model's absorbing-state input) is paid for ever
+after, gamma-discounted, which is what makes the normalized learned reward's shift harmless. The true env return is still what
 `charts/episodic_return` reports. Writes TensorBoard logs and the agent file under runs/<run
 name>/, and ends by evaluating the greedy and the sampled policy on fixed starts.
 """
@@ -278,7 +278,7 @@ def main(args):
         global_step += args.batch_size
 
         # relabel: on the grid the moves are deterministic, so r(o_t, a_t, o_t+1) is the table's (o_t, a_t) entry;
-        # elsewhere one batched call, and a terminated episode's absorbing state pays r(o_T, null action) for ever
+        # elsewhere one batched call, and a terminated episode's absorbing state pays its learned reward for ever
         absorbing_tail = 0.0
         if learned_table is not None:
             learned = learned_table[md.position_to_state(obs.astype(np.int64)), actions]
