@@ -193,7 +193,8 @@ def transform_rewards(rewards, transform, table):
     ``table``, every (o, a) of the moving dot's grid (reward_table) or the learned reward of every
     step of the training segments (the model file's ``reward_stats``, as (mean, std)): an affine
     map, which keeps every policy's ranking where episodes have a fixed length or end in an
-    absorbing state that the same map applies to (ppo_rlhf.py); 'clip' (the write-up): to [-1, 1],
+    absorbing state that the same map applies to (ppo_rlhf.py, which shifts by the absorbing state's
+    reward where the model has that input); 'clip' (the write-up): to [-1, 1],
     which ties actions."""
     if transform == "clip":
         return np.clip(rewards, -1, 1)

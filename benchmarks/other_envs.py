@@ -137,7 +137,8 @@ def run_pipeline(env_id, seed, workdir, args, method):
 
 def learned_value(model, agent, env_spec, gamma, n_episodes=5, seed=100_000):
     """The mean discounted return under the learned reward (as PPO sees it: normalized, and the
-    absorbing state's reward for ever after a termination) of the agent's greedy episodes. Read for
+    absorbing state's reward for ever after a termination, 0 where the model has that input) of the
+    agent's greedy episodes. Read for
     both agents, it says whether the learned reward prefers the behaviour the env reward taught: if
     it does, a gap in true return is PPO's optimization on the learned reward, not an exploit."""
     import reward_model as rm
@@ -147,8 +148,10 @@ def learned_value(model, agent, env_spec, gamma, n_episodes=5, seed=100_000):
     policy, running = agent.numpy_policy(), np.ones(n_episodes, dtype=bool)
     value, discount = np.zeros(n_episodes), np.ones(n_episodes)
     null = np.broadcast_to(env_spec.null_action(), (n_episodes, *np.shape(env_spec.null_action())))
-    normalize = lambda r: rm.transform_rewards(r, "normalize", model.reward_stats)
-    absorbing_reward = normalize(model.reward(obs, null, obs, np.ones(n_episodes, bool)))
+    absorbing_reward = model.reward(obs, null, obs, np.ones(n_episodes, bool))
+    shift = absorbing_reward[0] if model.absorbing_state else model.reward_stats[0]  # as ppo_rlhf.py does
+    normalize = lambda r: rm.transform_rewards(r, "normalize", (shift, model.reward_stats[1]))
+    absorbing_reward = normalize(absorbing_reward)
     while running.any():
         out = policy(obs)[0]
         action = out.argmax(1) if agent.discrete else np.clip(out, env_spec.action_low, env_spec.action_high).astype(np.float32)

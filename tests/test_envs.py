@@ -498,13 +498,14 @@ def test_a_new_reward_model_sees_the_absorbing_state_as_one_input():
 
 
 @pytest.mark.parametrize("transform, r_null, r_absorbing, stats, learned_null, learned_other, learned_absorbing", [
-    ("normalize", 1.0, 3.0, (0.5, 2.0), 0.25, -0.75, 1.25),  # (r - 0.5) / 2
+    ("normalize", 1.0, 3.0, (0.5, 2.0), -1.0, -2.0, 0.0),  # (r - r_absorbing) / 2: the absorbing state pays 0
     ("clip", 3.0, -2.0, None, 1.0, -1.0, -1.0),
 ])
 def test_a_termination_pays_the_absorbing_states_learned_reward_for_ever(tmp_path, monkeypatch, transform, r_null, r_absorbing, stats,
                                                                          learned_null, learned_other, learned_absorbing):
     """The reward GAE sees at a terminal step is the step's learned reward plus
-    gamma / (1 - gamma) r(absorbing state), transformed as every other step's (ppo_rlhf.py)."""
+    gamma / (1 - gamma) r(absorbing state), transformed as every other step's (ppo_rlhf.py); the
+    normalize transform shifts the learned reward so that the absorbing state's is 0."""
     path = action_reward_model(tmp_path / "rm.pt", CARTPOLE, r_null, -1.0, stats, r_absorbing)
     seen = []
     original = ppo.gae
