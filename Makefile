@@ -1,4 +1,4 @@
-# `make run`: set up and run the three stages on small defaults. `make test`: set up and run the tests.
+# `make run`: set up and run the three stages on small defaults. `make test`: set up, lint (ruff) and run the tests.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -20,6 +20,7 @@ run: setup
 	$(PY) ppo_rlhf.py --seed $(SEED) --preset fast --rlhf --reward-model reward_model.pt --save-path agent.pt --overwrite
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
 
 bench: setup

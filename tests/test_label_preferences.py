@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import gymnasium as gym
 import numpy as np
@@ -200,7 +200,7 @@ def test_each_answer_is_stored_at_once_as_a_human_label(client, queries):
         else:
             assert new == old
     labeled_at = datetime.fromisoformat(rows(queries, "labeled_at")[next(iter(answered)) - 1][0])
-    assert abs((datetime.now(timezone.utc) - labeled_at).total_seconds()) < 60
+    assert abs((datetime.now(UTC) - labeled_at).total_seconds()) < 60
     progress = client.get("/api/progress").json
     assert progress["labeled"] == 4 and progress["pending"] == 16 and progress["labels_per_minute"] == 4.0
     assert db.count_by_status(queries) == {"pending": 16, "labeled": 3, "incomparable": 1}
@@ -407,7 +407,7 @@ def rendered_directly(env_id, path, segment, size):
             frames.append(frames[-1])
         observations.append(obs)
     env.close()
-    scale = lambda frame: np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))  # noqa: E731
+    scale = lambda frame: np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
     return np.stack([scale(f) for f in frames]), np.array(observations, dtype=np.float32)
 
 
