@@ -67,6 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--generator-flags", default="", help="extra make_preferences_db.py flags, e.g. '--n-comparisons 500'")
     p.add_argument("--trainer-flags", default="", help="extra train_reward_model.py flags")
     p.add_argument("--ppo-flags", default="", help="extra ppo_rlhf.py flags, for both agents")
+    p.add_argument("--collect", action="store_true",
+                   help="run nothing: rebuild the results (table, curves, JSON) from the seeds' folders of an earlier run, e.g. one stopped early")
     args = p.parse_args(argv)
     for env_id in args.envs:
         try:
@@ -127,6 +129,13 @@ def run_pipeline(env_id, seed, workdir, args, method):
         result = timing.run_stage([os.path.join(ROOT, argv[0]), *argv[1:]], workdir, "benchmarks/other_envs.py")
         times[name] = result["wall_s"]
         print(f"  {env_id} seed {seed} {name}: {result['wall_s']:.1f} s", flush=True)
+        with open(os.path.join(workdir, "seconds.json"), "w") as f:
+            json.dump(times, f)
+    return collect(env_id, seed, workdir, args, method)
+
+
+def collect(env_id, seed, workdir, args, method):
+    """The figures of one seed's finished pipeline, read from its folder."""
     import agent as agent_lib
     import db
     import reward_model as rm
@@ -143,6 +152,12 @@ def run_pipeline(env_id, seed, workdir, args, method):
         run_dirs = glob.glob(os.path.join(workdir, "runs_rlhf", "*"))
         held_out = model.summary["val_accuracy"]
     counts = db.count_by_status(db_file)
+    if os.path.exists(os.path.join(workdir, "seconds.json")):
+        with open(os.path.join(workdir, "seconds.json")) as f:
+            times = json.load(f)
+    else:  # a folder written before seconds.json was: the loop's own clock and PPO's training time
+        times = {"loop": records[-1]["wall_seconds"]} if method == "loop" else {}
+        times["ppo_env"] = agent_lib.load(os.path.join(workdir, "agent_env.pt"))[1]["summary"]["train_seconds"]
     figures = {"seed": seed, "method": method, "labels": counts["labeled"] + counts["incomparable"], "seconds": times,
                "held_out_accuracy": held_out, "reward_correlation": model.summary.get("reward_correlation")}
     for condition, path, dirs in (("rlhf", agent_file, run_dirs), ("env", os.path.join(workdir, "agent_env.pt"), glob.glob(os.path.join(workdir, "runs_env", "*")))):
@@ -209,6 +224,9 @@ def main(args):
         results = []
         for seed in args.seeds:
             workdir = os.path.join(out, f"seed{seed}")
+            if args.collect:
+                results.append(collect(env_id, seed, workdir, args, method))
+                continue
             shutil.rmtree(workdir, ignore_errors=True)
             results.append(run_pipeline(env_id, seed, workdir, args, method))
         goal = GOALS.get(env_id)
