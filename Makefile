@@ -19,9 +19,11 @@ run: setup
 	$(PY) train_reward_model.py --seed $(SEED) --db preferences.db --out reward_model.pt --overwrite
 	$(PY) ppo_rlhf.py --seed $(SEED) --preset fast --rlhf --reward-model reward_model.pt --save-path agent.pt --overwrite
 
+# lint, then every test, the browser one too (chromium installed when missing), on every core (pytest-xdist)
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q tests
+	tests/install_chromium.sh
+	$(PY) -m pytest -q -n auto tests
 
 bench: setup
 	$(PY) benchmarks/benchmark.py
