@@ -12,7 +12,8 @@ or, with --method pipeline, make_preferences_db.py, train_reward_model.py and pp
 that reward model; then ppo_rlhf.py on the env reward at the same steps. Reported per seed, and as mean and worst over seeds: labels used, each stage's wall
 time, the reward model's held-out accuracy and its correlation with the oracle on held-out steps,
 the final evaluation of both agents (greedy and sampled: mean true return, and the share of episodes
-that terminated, which on Mountain Car is reaching the flag), and the env's goal (GOALS, from issue
+that terminated, which on Mountain Car is reaching the flag), the value of each agent's greedy
+episodes under the learned reward (does the reward prefer what the env reward taught?), and the env's goal (GOALS, from issue
 #13) met or not on every seed. Writes, under --out-dir/<env>/: results.json, curves.png (the true
 episodic return during training, mean and range over seeds, as the write-up's figure) and a
 Markdown table (results.md) for the README.
@@ -134,12 +135,40 @@ def run_pipeline(env_id, seed, workdir, args, method):
     return collect(env_id, seed, workdir, args, method)
 
 
+def learned_value(model, agent, env_spec, gamma, n_episodes=5, seed=100_000):
+    """The mean discounted return under the learned reward (as PPO sees it: normalized, and the
+    absorbing state's reward for ever after a termination) of the agent's greedy episodes. Read for
+    both agents, it says whether the learned reward prefers the behaviour the env reward taught: if
+    it does, a gap in true return is PPO's optimization on the learned reward, not an exploit."""
+    import reward_model as rm
+
+    vec = envs.make_vector_env(env_spec, n_episodes)
+    obs, _ = vec.reset(seed=seed)
+    policy, running = agent.numpy_policy(), np.ones(n_episodes, dtype=bool)
+    value, discount = np.zeros(n_episodes), np.ones(n_episodes)
+    null = np.broadcast_to(env_spec.null_action(), (n_episodes, *np.shape(env_spec.null_action())))
+    normalize = lambda r: rm.transform_rewards(r, "normalize", model.reward_stats)
+    absorbing_reward = normalize(model.reward(obs, null, obs, np.ones(n_episodes, bool)))
+    while running.any():
+        out = policy(obs)[0]
+        action = out.argmax(1) if agent.discrete else np.clip(out, env_spec.action_low, env_spec.action_high).astype(np.float32)
+        next_obs, _, terminated, truncated, info = vec.step(action)
+        value += np.where(running, discount * normalize(model.reward(obs, action, envs.last_observations(next_obs, info))), 0.0)
+        discount *= gamma
+        value += np.where(running & terminated, discount / (1 - gamma) * absorbing_reward, 0.0)
+        running &= ~(terminated | truncated)
+        obs = next_obs
+    vec.close()
+    return float(value.mean())
+
+
 def collect(env_id, seed, workdir, args, method):
     """The figures of one seed's finished pipeline, read from its folder."""
     import agent as agent_lib
     import db
     import reward_model as rm
 
+    env_spec = envs.spec(env_id)
     if method == "loop":
         last = os.path.join(workdir, "loop", f"round_{args.rounds}")
         with open(os.path.join(workdir, "loop", "rounds.json")) as f:
@@ -161,8 +190,10 @@ def collect(env_id, seed, workdir, args, method):
     figures = {"seed": seed, "method": method, "labels": counts["labeled"] + counts["incomparable"], "seconds": times,
                "held_out_accuracy": held_out, "reward_correlation": model.summary.get("reward_correlation")}
     for condition, path, dirs in (("rlhf", agent_file, run_dirs), ("env", os.path.join(workdir, "agent_env.pt"), glob.glob(os.path.join(workdir, "runs_env", "*")))):
-        summary = agent_lib.load(path)[1]["summary"]
-        figures[condition] = {"greedy": summary["greedy"], "sampled": summary["sampled"], "global_step": summary["global_step"]}
+        agent, checkpoint = agent_lib.load(path)
+        summary, gamma = checkpoint["summary"], envs.defaults(env_id, "ppo_rlhf", continuous=not env_spec.discrete).get("gamma", 0.99)
+        figures[condition] = {"greedy": summary["greedy"], "sampled": summary["sampled"], "global_step": summary["global_step"],
+                              "learned_value": learned_value(model, agent, env_spec, gamma)}
         curves = [episodic_returns(d) for d in dirs]
         figures[condition]["curve"] = [np.concatenate([c[0] for c in curves]).tolist(), np.concatenate([c[1] for c in curves]).tolist()]
     return figures
@@ -201,13 +232,14 @@ def plot(path, env_id, results):
 def table(env_id, results):
     goal = GOALS.get(env_id)
     lines = [f"| seed | labels | held-out accuracy | reward corr. (last model) | rlhf greedy | rlhf sampled | rlhf terminated (greedy) | env greedy | env sampled"
-             f" | env terminated (greedy) | wall s (each stage; the loop's in one; last: env PPO) |{' goal met |' if goal else ''}",
-             "|" + "---|" * (12 if goal else 11)]
+             f" | env terminated (greedy) | learned-reward value: rlhf / env agent | wall s (each stage; the loop's in one; last: env PPO) |"
+             f"{' goal met |' if goal else ''}", "|" + "---|" * (13 if goal else 12)]
     for r in results:
         cells = [r["seed"], r["labels"], f"{r['held_out_accuracy']:.3f}", f"{r['reward_correlation']:.3f}",
                  f"{r['rlhf']['greedy']['true_return']:.1f}", f"{r['rlhf']['sampled']['true_return']:.1f}",
                  f"{r['rlhf']['greedy']['terminated_fraction']:.0%}", f"{r['env']['greedy']['true_return']:.1f}",
                  f"{r['env']['sampled']['true_return']:.1f}", f"{r['env']['greedy']['terminated_fraction']:.0%}",
+                 f"{r['rlhf']['learned_value']:.1f} / {r['env']['learned_value']:.1f}",
                  " / ".join(f"{v:.0f}" for v in r["seconds"].values())]
         if goal:
             cells.append("yes" if goal[2](r["rlhf"], r["env"]) and r["labels"] <= goal[0] else "**no**")
