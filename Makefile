@@ -1,4 +1,4 @@
-# `make run`: set up and run the three stages on small defaults. `make test`: set up and run the tests.
+# `make run`: set up and run the three stages on small defaults. `make test`: set up, lint (ruff) and run the tests.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -19,8 +19,11 @@ run: setup
 	$(PY) train_reward_model.py --seed $(SEED) --db preferences.db --out reward_model.pt --overwrite
 	$(PY) ppo_rlhf.py --seed $(SEED) --preset fast --rlhf --reward-model reward_model.pt --save-path agent.pt --overwrite
 
+# lint, then every test, the browser one too (chromium installed when missing), on every core (pytest-xdist)
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m ruff check .
+	tests/install_chromium.sh
+	$(PY) -m pytest -q -n auto tests
 
 bench: setup
 	$(PY) benchmarks/benchmark.py

@@ -127,8 +127,8 @@ class Agent(nn.Module):
         it computes the same function, so it is rebuilt after every update.
         """
         actor, critic = [[layer for layer in net if isinstance(layer, nn.Linear)] for net in (self.actor, self.critic)]
-        w = lambda layer: layer.weight.detach().cpu().double().numpy().T  # noqa: E731
-        b = lambda layer: layer.bias.detach().cpu().double().numpy()  # noqa: E731
+        w = lambda layer: layer.weight.detach().cpu().double().numpy().T
+        b = lambda layer: layer.bias.detach().cpu().double().numpy()
         scale, offset = self.obs_scale.cpu().double().numpy(), self.obs_offset.cpu().double().numpy()
         w1 = np.concatenate([w(actor[0]), w(critic[0])], 1)
         b1 = np.concatenate([b(actor[0]), b(critic[0])])

@@ -36,7 +36,7 @@ import os
 import sqlite3
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -123,7 +123,7 @@ class Comparisons:
     def __len__(self):
         return len(self.ids)
 
-    def subset(self, mask) -> "Comparisons":
+    def subset(self, mask) -> Comparisons:
         return Comparisons(**{name: getattr(self, name)[mask] for name in self.__dataclass_fields__})
 
 
@@ -133,7 +133,7 @@ def action_dtype(env_params: dict):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _connect(uri: str) -> sqlite3.Connection:
@@ -636,7 +636,7 @@ def labeling_progress(path: str, now: float, window_seconds: float = 600.0) -> d
     """What the labeling page shows: pending pairs (and how many are on someone's screen),
     human answers per split, and human answers in the last ``window_seconds`` with the time of
     the oldest of them (for a labels-per-minute rate)."""
-    since = datetime.fromtimestamp(now - window_seconds, timezone.utc).isoformat(timespec="milliseconds")
+    since = datetime.fromtimestamp(now - window_seconds, UTC).isoformat(timespec="milliseconds")
     conn, _ = connect(path)
     try:
         pending, leased, human_train, human_validation, recent, oldest_recent = conn.execute(

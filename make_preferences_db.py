@@ -162,7 +162,7 @@ def rollout_segments(env_spec, n, k, seed, rng, max_start_step, policy=None):
     # a start beyond the episode's end moves back into it, in proportion: uniform over the episode
     starts = np.where(end < max_start_step, starts * end // max_start_step, starts)
     window = starts[:, None] + np.arange(k + 1)
-    take = lambda a, w: np.take_along_axis(a, w.reshape(*w.shape, *[1] * (a.ndim - 2)), 1)  # noqa: E731
+    take = lambda a, w: np.take_along_axis(a, w.reshape(*w.shape, *[1] * (a.ndim - 2)), 1)
     return Segments(take(observations, window), take(actions, window[:, :k]), take(rewards, window[:, :k]),
                     take(absorbing, window[:, :k]),
                     replay=(seed + np.arange(n), starts, [a[:s + k] for a, s in zip(actions, starts)]))

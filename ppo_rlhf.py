@@ -327,11 +327,11 @@ def main(args):
         returns = advantages + values
 
         # update
-        to_torch = lambda array: torch.as_tensor(array, device=device).flatten(0, 1)  # noqa: E731  (T, N, ...) -> (T * N, ...)
+        to_torch = lambda array: torch.as_tensor(array, device=device).flatten(0, 1)  # (T, N, ...) -> (T * N, ...)
         b_obs, b_actions, b_logprobs = to_torch(obs), to_torch(actions), to_torch(logprobs)
         b_advantages, b_returns, b_values = to_torch(advantages), to_torch(returns), to_torch(values)
         clipfracs, approx_kls = [], []
-        for epoch in range(args.update_epochs):
+        for _epoch in range(args.update_epochs):
             b_inds = torch.randperm(args.batch_size, device=device)
             for start in range(0, args.batch_size, args.minibatch_size):
                 mb = b_inds[start:start + args.minibatch_size]

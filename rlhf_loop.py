@@ -55,7 +55,7 @@ import os
 import shutil
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import torch
@@ -258,7 +258,7 @@ def clear_partial(paths, log, runs=None):
     """Before a stage runs (again): the temporary files of saves it did not finish (checkpoints and
     db.py write ``<file>.tmp-*`` and rename), and its earlier TensorBoard runs, which a run cut
     short leaves behind and a finished one would duplicate."""
-    for path in [tmp for path in paths for tmp in glob.glob(f"{glob.escape(path)}.tmp-*")] + (glob.glob(runs) if runs else []):
+    for path in [tmp for stage_file in paths for tmp in glob.glob(f"{glob.escape(stage_file)}.tmp-*")] + (glob.glob(runs) if runs else []):
         print(f"# removed {path}: left by a stage that did not finish", file=log, flush=True)
         (shutil.rmtree if os.path.isdir(path) else os.remove)(path)
 
@@ -343,7 +343,7 @@ def main(args):
         return offset + time.time() - session_start
 
     # when the loop began: a batch of the DB older than that is a replaced loop's, even with this loop's seeds
-    started_at = state.get("started_at") if args.resume else datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    started_at = state.get("started_at") if args.resume else datetime.now(UTC).isoformat(timespec="milliseconds")
 
     def save_state(evaluation_done):
         write_json(rounds_path, {"args": vars(args), "started_at": started_at, "evaluation_db": evaluation_done,
@@ -390,7 +390,7 @@ def main(args):
         stages_path = os.path.join(round_dir, "stages.json")
         stages = stages_of.get(round_) or {"run_name": args.run_name, "round": round_, "started": clock()}
 
-        def done(stage, result):  # the stage is recorded as soon as its output is written
+        def done(stage, result, stages=stages, stages_path=stages_path):  # the stage is recorded as soon as its output is written
             stages[stage] = result
             stages["elapsed"] = clock()
             write_json(stages_path, stages)

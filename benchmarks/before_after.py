@@ -54,7 +54,7 @@ def checkout(revision, folder):
 
 def pipeline(code, seed, work, ppo_steps):
     """make run's three stages from the scripts in ``code``, in the empty folder ``work``."""
-    script = lambda name: os.path.join(code, name)  # noqa: E731
+    script = lambda name: os.path.join(code, name)
     extra = ["--total-timesteps", str(ppo_steps)] if ppo_steps else []
     commands = {
         "generate": [script("make_preferences_db.py"), "--seed", seed, "--db", "preferences.db"],

@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -28,9 +27,9 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import agent as agent_lib  # noqa: E402
-import timing  # noqa: E402
 import db  # noqa: E402
 import reward_model as rm  # noqa: E402
+import timing  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -49,7 +48,7 @@ def run_stage(args, workdir):
 
 def main(args):
     ppo_steps = 100_000 if args.quick else 1_000_000
-    script = lambda name: os.path.join(ROOT, name)  # noqa: E731
+    script = lambda name: os.path.join(ROOT, name)
     common = ["--seed", str(args.seed), "--no-progress"]
     rows = []
     with tempfile.TemporaryDirectory() as work:
@@ -85,7 +84,7 @@ def main(args):
                 result = agent_lib.load(os.path.join(work, path))[1]["summary"]
                 runs.append({**r, "steps_per_s": result["global_step"] / r["wall_s"],
                              "greedy": result["greedy"]["normalized_return"], "sampled": result["sampled"]["normalized_return"]})
-            mean = lambda key: float(np.mean([run[key] for run in runs]))  # noqa: E731
+            mean = lambda key, runs=runs: float(np.mean([run[key] for run in runs]))
             rows.append({"stage": f"{name} {ppo_steps // 1000}k steps ({n_seeds} seeds)", "wall_s": mean("wall_s"),
                          "cpu_s": mean("cpu_s"), "peak_mb": max(run["peak_mb"] for run in runs), "steps_per_s": mean("steps_per_s"),
                          "quality": {"greedy_normalized_return": mean("greedy"), "greedy_std": float(np.std([run["greedy"] for run in runs])),

@@ -65,7 +65,7 @@ def summarize(results):
     for method in dict.fromkeys(r["method"] for r in results):
         for budget in sorted({r["budget"] for r in results if r["method"] == method}):
             runs = [r for r in results if r["method"] == method and r["budget"] == budget]
-            last = lambda key: np.array([r["rounds"][-1][key] if r["rounds"][-1][key] is not None else np.nan for r in runs])  # noqa: E731
+            last = lambda key, runs=runs: np.array([r["rounds"][-1][key] if r["rounds"][-1][key] is not None else np.nan for r in runs])
             greedy = last("greedy_normalized_return")
             rows.append({"method": method, "budget": budget, "seeds": len(runs), "greedy_mean": float(greedy.mean()),
                          "greedy_sd": float(greedy.std()), "greedy_min": float(greedy.min()),

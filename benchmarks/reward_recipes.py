@@ -74,7 +74,7 @@ def main(args):
     print(f"\n{'recipe':<12}{'steps':>8}{'training s':>12}{'held-out accuracy':>24}{'worst tied optimal policy':>30}")
     print(f"{'':<12}{'mean':>8}{'mean':>12}{'mean (min)':>24}{'min, seeds below 1':>30}")
     for name, rows in results.items():
-        column = lambda key: np.array([r[key] for r in rows])  # noqa: E731
+        column = lambda key, rows=rows: np.array([r[key] for r in rows])
         worst = column("worst_optimal_policy")
         below = [r["seed"] for r in rows if r["worst_optimal_policy"] < 1.0]
         print(f"{name:<12}{column('steps').mean():>8.0f}{column('train_seconds').mean():>12.2f}"

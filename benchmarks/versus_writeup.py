@@ -31,10 +31,8 @@ of them says so, and its ratios are not the comparison. Writes JSON (--out) with
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 

@@ -389,7 +389,7 @@ def ppo(args):
         b_values = values.reshape(-1)
         b_inds = np.flatnonzero(dones.reshape(-1).cpu().numpy() == 0)
         clipfracs = []
-        for epoch in range(args.update_epochs):
+        for _epoch in range(args.update_epochs):
             np.random.shuffle(b_inds)
             for start in range(0, len(b_inds), args.minibatch_size):
                 mb_inds = b_inds[start:start + args.minibatch_size]

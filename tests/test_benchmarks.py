@@ -72,6 +72,7 @@ def test_an_out_dir_that_is_a_file_is_refused_and_kept(tmp_path, capsys):
 # --- benchmarks/robustness.py ----------------------------------------------------------------------
 
 import robustness  # noqa: E402
+
 import reward_model as rm  # noqa: E402
 
 
@@ -120,11 +121,11 @@ import sqlite3  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import versus_writeup  # noqa: E402
+import writeup_reference as wr  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 import moving_dot as md  # noqa: E402
-import versus_writeup  # noqa: E402
-import writeup_reference as wr  # noqa: E402
 
 TINY_VERSUS = ["--n-comparisons", "300", "--reference-reward-steps", "20", "--reference-ppo-steps", "512", "--ppo-steps", "1024",
                "--reward-max-steps", "20", "--fast-steps", "1024", "--eval-episodes", "2"]

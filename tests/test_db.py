@@ -1,7 +1,6 @@
 """The preferences DB (db.py): round trips, metadata, atomic writes, clear errors, WAL reads."""
 
 import glob
-import json
 import os
 import sqlite3
 

@@ -8,13 +8,13 @@ import sqlite3
 import subprocess
 import sys
 
+import custom_envs  # registers the tests' envs
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import agent as agent_lib
-import custom_envs  # registers the tests' envs
 import db
 import envs
 import make_preferences_db as gen

@@ -538,7 +538,7 @@ def test_disagreement_of_a_potential_ensemble_reads_the_first_and_the_last_obser
 
 
 def test_select_pairs_keeps_the_highest_scoring_distinct_candidates():
-    score = lambda pairs: (np.abs(pairs[:, 0] - pairs[:, 1]) % 7).astype(float)  # noqa: E731  (many ties)
+    score = lambda pairs: (np.abs(pairs[:, 0] - pairs[:, 1]) % 7).astype(float)  # (many ties)
     chosen, chosen_scores, candidate_scores = gen.select_pairs(12, 3, 20, np.random.default_rng(4), score, 5)
     candidates = gen.sample_pairs(60, 3, 20, np.random.default_rng(4))  # the same draw
     seen, distinct = set(), []

@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from hand_built import manhattan_potential_model
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import agent as agent_lib
@@ -19,7 +20,6 @@ import envs as env_lib
 import moving_dot as md
 import ppo_rlhf as ppo
 import reward_model as rm
-from hand_built import manhattan_potential_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "ppo_rlhf.py")
@@ -616,7 +616,7 @@ def test_resume_continues_weights_optimizer_and_step_count(tmp_path):
     assert first["global_step"] == 1024 and second["global_step"] == 2048 and second["start_step"] == 1024
     assert min(step for step, _ in scalars(run_dir, "charts/SPS")) > 1024  # the x-axis goes on
     _, resumed = agent_lib.load(second_file)
-    adam_steps = lambda ckpt: float(next(iter(ckpt["optimizer"]["state"].values()))["step"])  # noqa: E731
+    adam_steps = lambda ckpt: float(next(iter(ckpt["optimizer"]["state"].values()))["step"])
     assert adam_steps(resumed) == 2 * adam_steps(saved) == 2 * 4 * 4 * 4  # 4 iterations x 4 epochs x 4 minibatches each
     # the second run started from the first one's weights, not from a fresh init (of another seed)
     fresh, _, fresh_file = run(tmp_path / "c", "--seed", 2, "--total-timesteps", 1024, "--num-envs", 4, "--num-steps", 64,

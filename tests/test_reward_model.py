@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from hand_built import manhattan_potential_model
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import db
@@ -21,7 +22,6 @@ import moving_dot as md
 import reward_model as rm
 import train_reward_model as trm
 import value_iteration as vi
-from hand_built import manhattan_potential_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "train_reward_model.py")
