@@ -196,13 +196,7 @@ def main(args):
             learned_table = rm.transform_rewards(table, args.reward_transform, table)
         elif args.reward_transform == "normalize" and reward_model.reward_stats is None:
             raise rm.RewardModelError(f"{args.reward_model} holds no reward statistics to normalize with; retrain it, or pass --reward-transform clip")
-    stats = reward_model.reward_stats if reward_model is not None else None
-    if stats is not None and learned_table is None and reward_model.absorbing_state:
-        # shift so that the absorbing state pays 0, as an env's reward does after its episode ends: the same
-        # policies are optimal (every step moves by one constant, the absorbing ones too), and there is no
-        # terminal spike of gamma / (1 - gamma) r for PPO's critic to fit
-        no_obs = np.zeros((1, env_spec.obs_dim), np.float32)
-        stats = (float(reward_model.reward(no_obs, np.asarray(env_spec.null_action())[None], no_obs, np.ones(1, bool))[0]), stats[1])
+    stats = reward_model.normalization() if reward_model is not None else None  # the absorbing state pays 0 where the model has it
 
     def learned_reward(o, a, o_next, absorbing=False):  # off the grid: one batched call of the model for a whole rollout
         r = reward_model.reward(o.reshape(-1, o.shape[-1]), a.reshape(-1, *a.shape[2:]), o_next.reshape(-1, o.shape[-1]),

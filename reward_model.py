@@ -144,8 +144,7 @@ class RewardModel(nn.Module):
         if not self.absorbing_state:
             return x
         flag = (torch.zeros(x.shape[:-1], device=self.device) if absorbing is None
-                else torch.as_tensor(np.asarray(absorbing) if not torch.is_tensor(absorbing) else absorbing, device=self.device).float()
-                .expand(x.shape[:-1]))
+                else torch.as_tensor(absorbing, device=self.device).float().expand(x.shape[:-1]))
         return torch.cat([x * (1 - flag).unsqueeze(-1), flag.unsqueeze(-1)], -1)
 
     def segment_inputs(self, obs, actions, absorbing=None):
@@ -181,6 +180,18 @@ class RewardModel(nn.Module):
         """Mean reward over the members, shape of ``actions``."""
         return self.member_rewards(obs, actions, next_obs, absorbing).mean(0)
 
+    def normalization(self):
+        """(shift, scale) of the 'normalize' transform off the grid (transform_rewards), or None without
+        reward_stats: the learned reward's mean and std over the training steps, the shift being the
+        absorbing state's reward where the model has that input, so that it pays 0 as an env's reward
+        does after its episode ends (the same policies are optimal: every step, the absorbing ones
+        too, moves by one constant) and PPO's critic sees no terminal spike of gamma / (1 - gamma) r."""
+        if self.reward_stats is None or not self.absorbing_state:
+            return self.reward_stats
+        obs = np.zeros((1, self.config["obs_dim"]), np.float32)  # what the absorbing input zeroes
+        action = np.zeros(1, np.int64) if self.n_actions is not None else np.zeros((1, len(self.config["action_low"])), np.float32)
+        return float(self.reward(obs, action, obs, np.ones(1, bool))[0]), self.reward_stats[1]
+
     @torch.no_grad()
     def reward(self, obs, actions, next_obs, absorbing=None) -> np.ndarray:
         """The learned reward r(o, a, o') for arrays of observations o (..., d), actions (...[, d_action])
@@ -193,8 +204,8 @@ def transform_rewards(rewards, transform, table):
     ``table``, every (o, a) of the moving dot's grid (reward_table) or the learned reward of every
     step of the training segments (the model file's ``reward_stats``, as (mean, std)): an affine
     map, which keeps every policy's ranking where episodes have a fixed length or end in an
-    absorbing state that the same map applies to (ppo_rlhf.py, which shifts by the absorbing state's
-    reward where the model has that input); 'clip' (the write-up): to [-1, 1],
+    absorbing state that the same map applies to (ppo_rlhf.py; RewardModel.normalization shifts by the
+    absorbing state's reward where the model has that input); 'clip' (the write-up): to [-1, 1],
     which ties actions."""
     if transform == "clip":
         return np.clip(rewards, -1, 1)

@@ -148,10 +148,8 @@ def learned_value(model, agent, env_spec, gamma, n_episodes=5, seed=100_000):
     policy, running = agent.numpy_policy(), np.ones(n_episodes, dtype=bool)
     value, discount = np.zeros(n_episodes), np.ones(n_episodes)
     null = np.broadcast_to(env_spec.null_action(), (n_episodes, *np.shape(env_spec.null_action())))
-    absorbing_reward = model.reward(obs, null, obs, np.ones(n_episodes, bool))
-    shift = absorbing_reward[0] if model.absorbing_state else model.reward_stats[0]  # as ppo_rlhf.py does
-    normalize = lambda r: rm.transform_rewards(r, "normalize", (shift, model.reward_stats[1]))
-    absorbing_reward = normalize(absorbing_reward)
+    normalize = lambda r: rm.transform_rewards(r, "normalize", model.normalization())  # as ppo_rlhf.py does
+    absorbing_reward = normalize(model.reward(obs, null, obs, np.ones(n_episodes, bool)))
     while running.any():
         out = policy(obs)[0]
         action = out.argmax(1) if agent.discrete else np.clip(out, env_spec.action_low, env_spec.action_high).astype(np.float32)
