@@ -4,14 +4,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SEED ?= 1
 
-.PHONY: run test setup bench clean
+.PHONY: run test setup setup-extras bench clean
 
-$(VENV)/.installed: requirements.txt
+# the three stages' requirements; the extras (other envs, labeling, Ray, tests, lint) on top for `make test`
+$(VENV)/.core: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-setup: $(VENV)/.installed
+$(VENV)/.extras: requirements-extras.txt $(VENV)/.core
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-extras.txt
+	touch $@
+
+setup: $(VENV)/.core
+setup-extras: $(VENV)/.extras
 
 # the whole pipeline: 10,000 single-step comparisons, the reward model, a fast PPO agent on the learned reward
 run: setup
@@ -20,12 +26,12 @@ run: setup
 	$(PY) ppo_rlhf.py --seed $(SEED) --preset fast --rlhf --reward-model reward_model.pt --save-path agent.pt --overwrite
 
 # lint, then every test, the browser one too (chromium installed when missing), on every core (pytest-xdist)
-test: setup
+test: setup-extras
 	$(PY) -m ruff check .
 	tests/install_chromium.sh
 	$(PY) -m pytest -q -n auto tests
 
-bench: setup
+bench: setup-extras
 	$(PY) benchmarks/benchmark.py
 
 clean:
