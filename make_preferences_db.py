@@ -43,10 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-import cli
-import db
-import envs
-import moving_dot as md  # the write-up's single steps, drawn from the dot's tables
+from rlhf import cli, db, envs
+from rlhf import moving_dot as md  # the write-up's single steps, drawn from the dot's tables
 
 
 def parse_args(argv=None):
@@ -174,7 +172,7 @@ class InputFileError(Exception):
 
 def load_policy(path, env_spec):
     """The agent's sampled actions, (obs (N, d), rng) -> actions (N[, d]), in numpy."""
-    import agent as agent_lib  # torch only when asked for: the plain generator starts in 0.2 s instead of 2 s
+    from rlhf import agent as agent_lib  # torch only when asked for: the plain generator starts in 0.2 s instead of 2 s
     try:
         return agent_lib.load(path, env_spec=env_spec)[0].numpy_sampler(env_spec.action_low, env_spec.action_high)  # clipped, as executed
     except (agent_lib.AgentFileError, envs.EnvError) as e:
@@ -182,7 +180,7 @@ def load_policy(path, env_spec):
 
 
 def load_ensemble(path, env_spec):
-    import reward_model as rm  # as above
+    from rlhf import reward_model as rm  # as above
     try:
         model = rm.load(path, env_spec=env_spec)
     except (rm.RewardModelError, envs.EnvError) as e:
@@ -198,7 +196,7 @@ def disagreement(model, segments):
     P(1 > 2) = sigmoid(R1 - R2). Each segment's return is computed once, for every member."""
     import torch  # as above
 
-    import reward_model as rm
+    from rlhf import reward_model as rm
     with torch.no_grad():
         returns = rm.segment_returns(model, model.segment_inputs(segments.obs, segments.actions, segments.absorbing)).cpu().double().numpy()  # (E, S)
 

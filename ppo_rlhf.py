@@ -26,15 +26,14 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-import adam
-import agent as agent_lib
-import cli
-import envs as env_lib
-import moving_dot as md
-import reward_model as rm
+from rlhf import adam, cli
+from rlhf import agent as agent_lib
+from rlhf import envs as env_lib
+from rlhf import moving_dot as md
+from rlhf import reward_model as rm
 
 # "fast": the least wall time to an agent whose greedy and sampled policies both reach the centre
-# on every seed of benchmarks/robustness.py --quick; the figures are in the README, "Time to a good agent".
+# on every seed of experiments/robustness.py --quick; the figures are in the README, "Time to a good agent".
 PRESETS = {
     "cleanrl": {},
     "fast": {"num_envs": 16, "num_steps": 64, "total_timesteps": 150_000, "learning_rate": 1e-3,

@@ -2,7 +2,7 @@
 
     python rlhf_loop.py --label-budget 100 --rounds 3                    # synthetic teacher, ~1 min
     python rlhf_loop.py --label-budget 100 --rounds 3 --teacher human --db queries.db
-    python label_preferences.py --db queries.db                          # in a second shell: answer the queries
+    python labeling/label_preferences.py --db queries.db                          # in a second shell: answer the queries
 
 Round 0 spends --initial-share of --label-budget on segments of a uniformly random policy (C17
 Appendix A: 25%), fits the reward model and trains a PPO agent on it. Every further round
@@ -62,15 +62,13 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-import agent as agent_lib
-import cli
-import db
-import envs
 import make_preferences_db
-import moving_dot as md
 import ppo_rlhf
-import reward_model as rm
 import train_reward_model
+from rlhf import agent as agent_lib
+from rlhf import cli, db, envs
+from rlhf import moving_dot as md
+from rlhf import reward_model as rm
 
 
 def parse_args(argv=None):
@@ -200,7 +198,7 @@ def run_stage(module, argv, log):
 def wait_for_labels(path, batch, n, args):
     """Poll the DB until no comparison of ``batch`` is pending: people answer on the labeling page."""
     start = time.time()
-    print(f"  {n} queries waiting in {path}: answer them with `python label_preferences.py --db {path}`; Ctrl+C stops"
+    print(f"  {n} queries waiting in {path}: answer them with `python labeling/label_preferences.py --db {path}`; Ctrl+C stops"
           f" the loop and `python rlhf_loop.py --resume --out-dir {args.out_dir}` goes on, every answer kept", flush=True)
     bar = tqdm(total=n, desc="  answered", unit="label", disable=not args.progress, dynamic_ncols=True)
     while True:

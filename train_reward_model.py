@@ -28,13 +28,10 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-import adam
-import cli
-import db
-import envs
-import moving_dot as md
-import reward_model as rm
-import value_iteration as vi
+from rlhf import adam, cli, db, envs
+from rlhf import moving_dot as md
+from rlhf import reward_model as rm
+from rlhf import value_iteration as vi
 
 LABEL_CLASSES = ("segment1_preferred", "equal", "segment2_preferred")
 

@@ -27,9 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import checkpoints  # noqa: E402
-import cli  # noqa: E402
-import timing  # noqa: E402
+import timing
+from rlhf import checkpoints, cli
 
 STAGES = ("generate", "reward", "ppo")
 

@@ -26,10 +26,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import agent as agent_lib  # noqa: E402
-import db  # noqa: E402
-import reward_model as rm  # noqa: E402
-import timing  # noqa: E402
+import timing
+from rlhf import agent as agent_lib
+from rlhf import db
+from rlhf import reward_model as rm
 
 
 def parse_args(argv=None):

@@ -27,8 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import timing  # noqa: E402
-import train_reward_model  # noqa: E402
+import timing
+import train_reward_model
 
 # the recipe before the speed work (commit 7013aa2): early stopping at a constant step size
 PREVIOUS = "--learning-rate 3e-3 --no-anneal-lr --batch-size 128 --max-steps 100000 --eval-every 250"

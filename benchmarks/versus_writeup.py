@@ -40,9 +40,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import agent as agent_lib  # noqa: E402
-import cli  # noqa: E402
-import timing  # noqa: E402
+import timing
+from rlhf import agent as agent_lib
+from rlhf import cli
 
 REFERENCE = os.path.join(ROOT, "benchmarks", "writeup_reference.py")
 WRITEUP_REWARD_STEPS = 100_000  # the write-up's reward model training

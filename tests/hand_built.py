@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-import moving_dot as md
-import reward_model as rm
+from rlhf import moving_dot as md
+from rlhf import reward_model as rm
 
 
 def manhattan_potential_model(scale=1.0, offset=0.0, encoding="normalized"):

@@ -4,7 +4,7 @@ buffers; its state_dict loads into torch's Adam and back; bad parameter sets are
 import pytest
 import torch
 
-import adam
+from rlhf import adam
 
 
 def two_nets(seed=0):

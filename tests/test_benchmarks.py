@@ -1,4 +1,4 @@
-"""benchmarks/reward_accuracy.py on a tiny grid: each point is a real generate-and-train run whose
+"""experiments/reward_accuracy.py on a tiny grid: each point is a real generate-and-train run whose
 figures reach the tables, and the least-squares reference fit learns the true reward's order."""
 
 import json
@@ -11,7 +11,7 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
-import reward_accuracy as ra  # noqa: E402
+import reward_accuracy as ra
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +69,10 @@ def test_an_out_dir_that_is_a_file_is_refused_and_kept(tmp_path, capsys):
     assert path.read_text() == "mine\n"
 
 
-# --- benchmarks/robustness.py ----------------------------------------------------------------------
+# --- experiments/robustness.py ----------------------------------------------------------------------
 
-import robustness  # noqa: E402
-
-import reward_model as rm  # noqa: E402
+import robustness
+from rlhf import reward_model as rm
 
 
 @pytest.fixture(scope="module")
@@ -115,17 +114,17 @@ def test_robustness_table_has_a_row_per_seed_and_the_worst_row(robust):
 
 # --- benchmarks/versus_writeup.py and benchmarks/writeup_reference.py ------------------------------
 
-import contextlib  # noqa: E402
-import io  # noqa: E402
-import sqlite3  # noqa: E402
+import contextlib
+import io
+import sqlite3
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import versus_writeup  # noqa: E402
-import writeup_reference as wr  # noqa: E402
-from gymnasium.utils.env_checker import check_env  # noqa: E402
+import numpy as np
+import torch
+import versus_writeup
+import writeup_reference as wr
+from gymnasium.utils.env_checker import check_env
 
-import moving_dot as md  # noqa: E402
+from rlhf import moving_dot as md
 
 TINY_VERSUS = ["--n-comparisons", "300", "--reference-reward-steps", "20", "--reference-ppo-steps", "512", "--ppo-steps", "1024",
                "--reward-max-steps", "20", "--fast-steps", "1024", "--eval-episodes", "2"]

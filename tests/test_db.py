@@ -7,9 +7,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-import db
-import envs
-import moving_dot as md
+from rlhf import db, envs
+from rlhf import moving_dot as md
 
 DOT = envs.spec("MovingDot-v0").params()  # the env entry a moving-dot DB holds
 

@@ -7,7 +7,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
-import moving_dot as md
+from rlhf import moving_dot as md
 
 INTERIOR = (50, 60)
 EXPECTED_MOVE = {0: (0, 0), 1: (0, 1), 2: (1, 0), 3: (0, -1), 4: (-1, 0)}

@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-import agent as agent_lib
-import db
-import envs
 import make_preferences_db as gen
-import moving_dot as md
 import ppo_rlhf as ppo
-import reward_model as rm
 import train_reward_model as trm
+from rlhf import agent as agent_lib
+from rlhf import db, envs
+from rlhf import moving_dot as md
+from rlhf import reward_model as rm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALL_STATUSES = ("pending", "incomparable", "labeled")

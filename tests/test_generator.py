@@ -9,10 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-import db
-import envs
 import make_preferences_db as gen
-import moving_dot as md
+from rlhf import db, envs
+from rlhf import moving_dot as md
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "make_preferences_db.py")
@@ -428,7 +427,7 @@ def always_right_agent(path):
     """An agent whose sampled action is 'right' (logit gap 50) everywhere."""
     import torch
 
-    import agent as agent_lib
+    from rlhf import agent as agent_lib
     agent = agent_lib.Agent()
     with torch.no_grad():
         agent.actor[-1].weight.zero_()
@@ -443,7 +442,7 @@ def right_counting_ensemble(path=None):
     where n1 = n2, and the variance of P over them is (sigmoid(g (n1 - n2)) - 0.5)^2."""
     import torch
 
-    import reward_model as rm
+    from rlhf import reward_model as rm
     model = rm.RewardModel("normalized", ensemble_size=2, hidden_size=2, form="state-action", activation="tanh")
     with torch.no_grad():
         for layer in (model.net[0], model.net[2], model.net[4]):
@@ -463,7 +462,7 @@ def x_climbing_ensemble():
     whatever the path: the members disagree as right_counting_ensemble's do, on the net move."""
     import torch
 
-    import reward_model as rm
+    from rlhf import reward_model as rm
     model = rm.RewardModel("raw", ensemble_size=2, hidden_size=2, form="potential", activation="relu")
     with torch.no_grad():
         for layer in (model.net[0], model.net[2], model.net[4]):
@@ -587,7 +586,7 @@ def test_bad_loop_flags_exit_with_code_2(tmp_path, capsys, flags, message):
 
 
 def test_a_one_member_model_cannot_choose_by_disagreement(tmp_path):
-    import reward_model as rm
+    from rlhf import reward_model as rm
     rm.save(rm.RewardModel(ensemble_size=1), str(tmp_path / "one.pt"))
     with pytest.raises(gen.InputFileError, match="one member"):
         generate(tmp_path / "p.db", "--select", "disagreement", "--reward-model", tmp_path / "one.pt", "--n-segments", 50)

@@ -23,11 +23,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import db
-import envs
 import label_preferences as lp
 import make_preferences_db
 import train_reward_model
+from rlhf import db, envs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LEASE = 300.0
@@ -495,7 +494,7 @@ def test_the_env_comes_from_the_db_and_a_renderer_that_fails_stops_the_start(car
 # --- the command line --------------------------------------------------------------------------
 
 def run_script(*args, **kwargs):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "label_preferences.py"), *args],
+    return subprocess.run([sys.executable, os.path.join(ROOT, "labeling", "label_preferences.py"), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=60, **kwargs)
 
 
@@ -518,7 +517,7 @@ def test_the_server_listens_on_localhost_and_prints_the_url(queries):
 
     assert lp.parse_args([]).host == "127.0.0.1"
     # a suite started in the background (`make test &`) ignores SIGINT, and a child inherits that: Ctrl+C is the default here
-    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "label_preferences.py"), "--db", queries, "--port", "0",
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "labeling", "label_preferences.py"), "--db", queries, "--port", "0",
                                 "--labeler", "carol"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:

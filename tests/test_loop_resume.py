@@ -20,11 +20,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import agent as agent_lib
-import db
 import make_preferences_db
-import moving_dot as md
 import rlhf_loop
+from rlhf import agent as agent_lib
+from rlhf import db
+from rlhf import moving_dot as md
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = [str(a) for a in ["--seed", 5, "--label-budget", 6, "--rounds", 1, "--initial-share", 0.5, "--total-timesteps", 4096,

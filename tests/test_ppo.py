@@ -15,11 +15,11 @@ import torch
 from hand_built import manhattan_potential_model
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import agent as agent_lib
-import envs as env_lib
-import moving_dot as md
 import ppo_rlhf as ppo
-import reward_model as rm
+from rlhf import agent as agent_lib
+from rlhf import envs as env_lib
+from rlhf import moving_dot as md
+from rlhf import reward_model as rm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "ppo_rlhf.py")

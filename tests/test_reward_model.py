@@ -15,13 +15,12 @@ import torch
 from hand_built import manhattan_potential_model
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import db
-import envs
 import make_preferences_db as gen
-import moving_dot as md
-import reward_model as rm
 import train_reward_model as trm
-import value_iteration as vi
+from rlhf import db, envs
+from rlhf import moving_dot as md
+from rlhf import reward_model as rm
+from rlhf import value_iteration as vi
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "train_reward_model.py")

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import agent as agent_lib
-import db
-import moving_dot as md
-import reward_model as rm
 import rlhf_loop
+from rlhf import agent as agent_lib
+from rlhf import db
+from rlhf import moving_dot as md
+from rlhf import reward_model as rm
 
 TINY = ["--total-timesteps", 4096, "--reward-steps", 10, "--reward-batch-size", 16, "--ensemble", 2, "--candidate-factor", 4,
         "--eval-episodes", 5, "--eval-comparisons", 60, "--segment-length", 5, "--no-progress"]

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import agent as agent_lib
-import reward_model as rm
 import run_experiments as rx
+from rlhf import agent as agent_lib
+from rlhf import reward_model as rm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "run_experiments.py")
+SCRIPT = os.path.join(ROOT, "experiments", "run_experiments.py")
 # one env, so that episodes (2000 steps) end at steps 2000 and 4000 of a 4096-step run
 TINY = ["--total-timesteps", "4096", "--num-envs", "1", "--num-steps", "512", "--eval-episodes", "2"]
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-import moving_dot as md
-import value_iteration as vi
+from rlhf import moving_dot as md
+from rlhf import value_iteration as vi
 
 AT_CENTRE = md.position_to_state(md.CENTRE)
 

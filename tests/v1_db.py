@@ -7,7 +7,7 @@ import sqlite3
 
 import numpy as np
 
-import moving_dot as md
+from rlhf import moving_dot as md
 
 SCHEMA = """
 CREATE TABLE metadata (

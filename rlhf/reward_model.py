@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import checkpoints
-import moving_dot as md
+from rlhf import checkpoints
+from rlhf import moving_dot as md
 
 FORMAT = "moving-dot-reward-model"
 FORMAT_VERSION = 3  # 3: any env (spaces in the config, the observation scaling in the weights)
@@ -364,7 +364,7 @@ def save(model: RewardModel, path: str, summary: dict | None = None, overwrite: 
     if os.path.exists(path) and not overwrite:
         raise RewardModelError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
     if env_params is None:
-        import envs
+        from rlhf import envs
 
         env_params = envs.spec(envs.DEFAULT_ENV_ID).params()
     checkpoint = {
@@ -395,7 +395,7 @@ def load(path: str, device="cpu", env_spec=None) -> RewardModel:
     if version in (1, 2) and checkpoint.get("env") != md.ENV_PARAMS:
         raise RewardModelError(f"{path} was trained for other env parameters ({checkpoint.get('env')}); {retrain}")
     if env_spec is not None:
-        import envs
+        from rlhf import envs
 
         stored = env_spec.params() if version in (1, 2) and env_spec.tabular else checkpoint.get("env", {})
         if version in (1, 2) and not env_spec.tabular:

@@ -1,7 +1,7 @@
 """Reward-model accuracy against the number of comparisons: how many labels an accuracy takes.
 
-    python benchmarks/reward_accuracy.py                                  # 6 sizes x 3 seeds, ~3 minutes on 2 cores
-    python benchmarks/reward_accuracy.py --sizes 10000 --seeds 1 --ceiling-steps 0  # the default pipeline's point
+    python experiments/reward_accuracy.py                                  # 6 sizes x 3 seeds, ~3 minutes on 2 cores
+    python experiments/reward_accuracy.py --sizes 10000 --seeds 1 --ceiling-steps 0  # the default pipeline's point
 
 Every point is the default pipeline with more or fewer comparisons: make_preferences_db.py
 --n-segments N --n-comparisons N (k = 1, the distance oracle, 10% held out), then
@@ -33,9 +33,9 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import db  # noqa: E402
-import moving_dot as md  # noqa: E402
-import reward_model as rm  # noqa: E402
+from rlhf import db
+from rlhf import moving_dot as md
+from rlhf import reward_model as rm
 
 MARK = 0.99  # a round figure to read the curves against (the retired accuracy goal)
 FIGURES = ("val_accuracy", "fresh_accuracy", "train_accuracy", "action_order_agreement", "train_seconds", "steps")
@@ -50,7 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--ceiling-steps", type=int, default=60000, help="steps of the least-squares reference fit (0: none)")
     p.add_argument("--ceiling-every", type=int, default=10000, help="steps between its scores")
     p.add_argument("--jobs", type=int, default=2, help="points at once (the trainer uses one core)")
-    p.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results", "reward_accuracy"), help="where results go")
+    p.add_argument("--out-dir", default=os.path.join(ROOT, "experiments", "results", "reward_accuracy"), help="where results go")
     args = p.parse_args(argv)
     if min(args.sizes) < 20 or args.fresh < 1 or args.jobs < 1 or args.ceiling_steps < 0 or args.ceiling_every < 1:
         p.error("--sizes must be >= 20, --fresh, --jobs and --ceiling-every >= 1, --ceiling-steps >= 0")

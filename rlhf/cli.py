@@ -51,7 +51,7 @@ def env_spec_with_defaults(parser, argv, stage, continuous_defaults=False):
     """The env of ``--env-id`` (an unknown or unsupported one is one argparse error) with its
     defaults for ``stage`` (envs.DEFAULTS) set on ``parser``, so that a flag given still wins.
     ``continuous_defaults``: an env not listed gets CleanRL's continuous-action settings for a Box action."""
-    import envs  # gymnasium only for the scripts that take --env-id
+    from rlhf import envs  # gymnasium only for the scripts that take --env-id
 
     env_id = parser.parse_known_args(argv)[0].env_id
     try:

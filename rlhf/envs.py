@@ -29,7 +29,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
-import moving_dot as md
+from rlhf import moving_dot as md
 
 DEFAULT_ENV_ID = "MovingDot-v0"
 SUPPORTED = ("MovingDot-v0", "MountainCar-v0", "CartPole-v1", "Acrobot-v1", "LunarLander-v3", "Pendulum-v1", "Hopper-v5")
@@ -346,7 +346,7 @@ def step_scores(oracle: str, env_id: str, obs, actions, rewards, absorbing) -> n
 # The moving dot's are the scripts' own defaults. Elsewhere: C17's segments of many steps (the
 # write-up's plan for Mountain Car: 30 steps), the state-action reward r(o, a) (a potential cannot
 # pay for every step an episode survives) and CleanRL's PPO settings for the kind of env
-# (ppo.py for discrete actions, ppo_continuous_action.py for MuJoCo); benchmarks/other_envs.py measures them.
+# (ppo.py for discrete actions, ppo_continuous_action.py for MuJoCo); experiments/other_envs.py measures them.
 
 _GENERIC_GENERATOR = {"n_segments": 2000, "n_comparisons": 1000, "segment_length": 25}
 _GENERIC_TRAINER = {"reward_form": "state-action", "position_scale": 1.0, "batch_size": 64, "max_steps": 2000,

@@ -230,7 +230,7 @@ def normalized_return(true_returns, optimal_returns) -> float:
 
 gym.register(
     id="MovingDot-v0",
-    entry_point="moving_dot:MovingDotEnv",
-    vector_entry_point="moving_dot:MovingDotVectorEnv",
+    entry_point="rlhf.moving_dot:MovingDotEnv",
+    vector_entry_point="rlhf.moving_dot:MovingDotVectorEnv",
     max_episode_steps=MAX_EPISODE_STEPS,
 )

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-import checkpoints
-import moving_dot as md
-import value_iteration as vi
+from rlhf import checkpoints
+from rlhf import moving_dot as md
+from rlhf import value_iteration as vi
 
 FORMAT = "moving-dot-ppo-agent"
 FORMAT_VERSION = 2  # 2: any env (the spaces in the config, the observation scaling in the weights)
@@ -192,7 +192,7 @@ def evaluate_episodes(agent: Agent, env_spec, n_episodes=100, seed=100_000, gree
     Gaussian's mean), sampled draws from the policy (rng seeded by ``seed``). Returns the mean true
     return, its standard deviation, the mean length and the share of episodes that terminated
     before the time limit (Mountain Car: reached the flag; CartPole: the pole fell)."""
-    import envs  # the agent file itself does not need gymnasium's vector envs
+    from rlhf import envs  # the agent file itself does not need gymnasium's vector envs
 
     vec = envs.make_vector_env(env_spec, n_episodes)
     obs, _ = vec.reset(seed=seed)
@@ -279,7 +279,7 @@ def load(path: str, device="cpu", env_spec=None) -> tuple[Agent, dict]:
     if version not in (1, FORMAT_VERSION) or (version == 1 and checkpoint.get("env") != md.ENV_PARAMS):
         raise AgentFileError(f"{path} was written by another version of ppo_rlhf.py; retrain it")
     if env_spec is not None:
-        import envs
+        from rlhf import envs
 
         stored = {"env_id": "MovingDot-v0", "native": md.ENV_PARAMS} if version == 1 else checkpoint.get("env", {})
         try:

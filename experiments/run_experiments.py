@@ -1,9 +1,9 @@
 """Run a grid of PPO runs (seeds x conditions), several at once, locally or on a Ray cluster, and compare them.
 
-    python run_experiments.py --seeds 1 2 3 4 5 --reward-model reward_model.pt --experiment-dir runs/env_vs_rlhf
-    python run_experiments.py --seeds 1 2 3 --reward-model "models/reward_model_{seed}.pt"   # each seed its own reward model
-    python run_experiments.py --seeds 1 2 --conditions env rlhf "rlhf-clip=--rlhf --reward-transform clip" --preset fast
-    python run_experiments.py --seeds 1 2 3 4 5 --ray-address auto --experiment-dir runs/env_vs_rlhf   # on a Ray cluster
+    python experiments/run_experiments.py --seeds 1 2 3 4 5 --reward-model reward_model.pt --experiment-dir runs/env_vs_rlhf
+    python experiments/run_experiments.py --seeds 1 2 3 --reward-model "models/reward_model_{seed}.pt"   # each seed its own reward model
+    python experiments/run_experiments.py --seeds 1 2 --conditions env rlhf "rlhf-clip=--rlhf --reward-transform clip" --preset fast
+    python experiments/run_experiments.py --seeds 1 2 3 4 5 --ray-address auto --experiment-dir runs/env_vs_rlhf   # on a Ray cluster
 
 Every run is `ppo_rlhf.py --seed S <every flag not known here> <the condition's flags> --no-progress` in a
 process of its own, started by a Ray task that declares what it needs (--cpus-per-run, --gpus-per-run):
@@ -43,11 +43,11 @@ import numpy as np
 import ray
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import cli
-import envs
-import moving_dot as md
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo: ppo_rlhf.py and rlhf/
+sys.path.insert(0, ROOT)
+from rlhf import cli, envs
+from rlhf import moving_dot as md
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
 FORMAT = "moving-dot-experiment"
 BUILT_IN_CONDITIONS = {"env": [], "rlhf": ["--rlhf"]}
 # ppo_rlhf.py flags that the runner sets for every run itself, and what to do instead
@@ -56,7 +56,7 @@ RUNNER_FLAGS = {"--seed": "use --seeds", "--rlhf": "use --conditions rlhf or NAM
                 "--exp-name": "runs are named after their condition", "--progress": "runs log without a progress bar",
                 "--no-progress": "runs log without a progress bar"}
 # what a Ray cluster does not need from the repo
-UPLOAD_EXCLUDES = [".git", ".venv", "runs", "videos", "benchmarks/results", "__pycache__", "*.pt", "*.db", "*.db-*",
+UPLOAD_EXCLUDES = [".git", ".venv", "runs", "videos", "benchmarks/results", "experiments/results", "__pycache__", "*.pt", "*.db", "*.db-*",
                    "*.png", "*.gif"]
 
 

@@ -1,11 +1,11 @@
 """Label preferences by hand: a local web page that shows pending comparisons and stores the answers.
 
     python make_preferences_db.py --db queries.db --oracle none --segment-length 25 --n-segments 400 --n-comparisons 200
-    python label_preferences.py --db queries.db          # open the printed URL, answer with the arrow keys
+    python labeling/label_preferences.py --db queries.db          # open the printed URL, answer with the arrow keys
     python train_reward_model.py --db queries.db --out reward_model.pt --label-source human
 
     python make_preferences_db.py --env-id MountainCar-v0 --db car.db --oracle none --n-segments 400 --n-comparisons 200
-    python label_preferences.py --db car.db --question "Which car gets closer to the flag?"
+    python labeling/label_preferences.py --db car.db --question "Which car gets closer to the flag?"
 
 The human in RLHF (C17 2.2: people watched pairs of short clips and said which was closer to
 the goal). Serves a page on 127.0.0.1 that plays the two segments of the next pending comparison
@@ -50,12 +50,11 @@ from PIL import Image
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-import cli
-import db
-import envs
-import moving_dot as md
+HERE = os.path.dirname(os.path.abspath(__file__))  # templates/ and static/
+sys.path.insert(0, os.path.dirname(HERE))  # the repo's shared modules, rlhf/
+from rlhf import cli, db, envs
+from rlhf import moving_dot as md
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
 # what the page's buttons send, and what each answer stores: (status, mu1), mu2 = 1 - mu1
 ANSWERS = {"segment1": ("labeled", 1.0), "segment2": ("labeled", 0.0), "equal": ("labeled", 0.5),
            "incomparable": ("incomparable", None)}
@@ -202,8 +201,8 @@ def create_app(path, labeler, lease_seconds, clock=time.time, env_spec=None, que
     """The Flask app for one DB. ``clock`` gives Unix time (tests pass a fake one to expire leases).
     ``env_spec``: the DB's env (default: looked up from its id); on any env but the moving dot the
     renderer starts here, so that one that cannot fails before serving."""
-    app = Flask(__name__, template_folder=os.path.join(ROOT, "labeling", "templates"),
-                static_folder=os.path.join(ROOT, "labeling", "static"))
+    app = Flask(__name__, template_folder=os.path.join(HERE, "templates"),
+                static_folder=os.path.join(HERE, "static"))
     env_spec = env_spec or envs.spec(db.read_metadata(path)["env"]["env_id"])
     clips = None if env_spec.tabular else Clips(env_spec, clip_width)
     view = "diagram" if clips is None else "clips"

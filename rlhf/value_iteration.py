@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import moving_dot as md
+from rlhf import moving_dot as md
 
 _NEXT_T = np.ascontiguousarray(md.NEXT_STATE.T)  # (N_ACTIONS, N_STATES)
 

@@ -1,7 +1,7 @@
 """Label efficiency: the agent's normalized true return against the labels spent, three ways.
 
-    python benchmarks/label_efficiency.py                                    # 3 seeds x 3 budgets x 3 methods
-    python benchmarks/label_efficiency.py --seeds 1 --budgets 100 --jobs 1   # one point per method
+    python experiments/label_efficiency.py                                    # 3 seeds x 3 budgets x 3 methods
+    python experiments/label_efficiency.py --seeds 1 --budgets 100 --jobs 1   # one point per method
 
 Every point is one `rlhf_loop.py` run (its own process, --jobs at a time) with the synthetic
 teacher labeling by the true reward (C17's synthetic labels):
@@ -42,7 +42,7 @@ GOAL = 0.95
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Normalized true return against labels used: single steps, random segments, C17's loop.")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="loop seeds")
-    p.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results", "label_efficiency"), help="where results go")
+    p.add_argument("--out-dir", default=os.path.join(ROOT, "experiments", "results", "label_efficiency"), help="where results go")
     p.add_argument("--budgets", type=int, nargs="+", default=[100, 300, 1000], help="label budgets (the grid)")
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(METHODS), help="which ways to spend the labels")
     p.add_argument("--jobs", type=int, default=2, help="loops at once (one core each)")

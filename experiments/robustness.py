@@ -1,8 +1,8 @@
 """The whole pipeline on each of several seeds: is the learned reward exploit-free on every one?
 
-    python benchmarks/robustness.py                 # seeds 1-5, ~15 minutes on 2 cores
-    python benchmarks/robustness.py --quick         # seeds 1-5, the fast route only, ~1 minute
-    python benchmarks/robustness.py --trainer-flags="--reward-form state-action --activation tanh --ensemble-size 1" \
+    python experiments/robustness.py                 # seeds 1-5, ~15 minutes on 2 cores
+    python experiments/robustness.py --quick         # seeds 1-5, the fast route only, ~1 minute
+    python experiments/robustness.py --trainer-flags="--reward-form state-action --activation tanh --ensemble-size 1" \
         --ppo-flags="--reward-transform clip"       # the write-up's recipe, for comparison
 
 For each seed S, every stage runs on its defaults with --seed S, as a user would run them:
@@ -33,10 +33,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import agent as agent_lib  # noqa: E402
-import cli  # noqa: E402
-import reward_model as rm  # noqa: E402
-import value_iteration as vi  # noqa: E402
+from rlhf import agent as agent_lib
+from rlhf import cli
+from rlhf import reward_model as rm
+from rlhf import value_iteration as vi
 
 PPO_RUNS = {  # name: (reward, flags)
     "fast": ("rlhf", ["--preset", "fast"]),
@@ -52,7 +52,7 @@ REWARD_COLUMNS = ("val_accuracy", "action_order_agreement", "epic_distance", "no
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Run the whole pipeline per seed and report how exploitable each learned reward is.")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="one whole pipeline per seed")
-    p.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results", "robustness"), help="work files and results")
+    p.add_argument("--out-dir", default=os.path.join(ROOT, "experiments", "results", "robustness"), help="work files and results")
     p.add_argument("--quick", action="store_true", help="the fast route only (no 1M/2M and no env-reward runs)")
     p.add_argument("--runs", nargs="+", choices=tuple(PPO_RUNS), default=None, help="which PPO runs (default: all, or fast with --quick)")
     p.add_argument("--jobs", type=cli.positive_int, default=2, help="processes at a time (each stage is single-threaded)")

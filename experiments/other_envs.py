@@ -1,10 +1,10 @@
 """Beyond the dot: the whole pipeline on each env and seed, against PPO on the env's own reward.
 
-    python benchmarks/other_envs.py                                        # Mountain Car and CartPole, seeds 1-5, C17's loop
-    python benchmarks/other_envs.py --method pipeline                      # the three stages once, on random-policy segments
-    python benchmarks/other_envs.py --envs LunarLander-v3 --seeds 1 2 3
-    MUJOCO_GL=egl python benchmarks/other_envs.py --envs Hopper-v5 --seeds 1 2 3
-    python benchmarks/other_envs.py --envs MountainCar-v0 --seeds 1 --quick  # a look: a tenth of the PPO steps
+    python experiments/other_envs.py                                        # Mountain Car and CartPole, seeds 1-5, C17's loop
+    python experiments/other_envs.py --method pipeline                      # the three stages once, on random-policy segments
+    python experiments/other_envs.py --envs LunarLander-v3 --seeds 1 2 3
+    MUJOCO_GL=egl python experiments/other_envs.py --envs Hopper-v5 --seeds 1 2 3
+    python experiments/other_envs.py --envs MountainCar-v0 --seeds 1 --quick  # a look: a tenth of the PPO steps
 
 For each env and seed S, every stage runs as a user runs it, its own process on the env's defaults
 (envs.DEFAULTS) with --seed S: C17's loop (rlhf_loop.py, the synthetic teacher being the env's oracle)
@@ -31,11 +31,10 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.join(ROOT, "benchmarks"))  # timing.py
 
-import cli  # noqa: E402
-import envs  # noqa: E402
-import timing  # noqa: E402
+import timing
+from rlhf import cli, envs
 
 # env -> the route measured by default: the three stages once on random-policy segments where they suffice, C17's loop
 # (queries on the agent's own behaviour) where random segments never show what the goal needs (a cart that drifts off,
@@ -57,7 +56,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="The pipeline on other envs, per seed, against PPO on the env reward.")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="one whole pipeline per seed")
     p.add_argument("--envs", nargs="+", default=["MountainCar-v0", "CartPole-v1"], help="env ids (envs.SUPPORTED)")
-    p.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results", "other_envs"), help="where the results go")
+    p.add_argument("--out-dir", default=os.path.join(ROOT, "experiments", "results", "other_envs"), help="where the results go")
     p.add_argument("--method", choices=("loop", "pipeline"), default=None,
                    help="default: the env's (METHOD); loop: C17's loop (rlhf_loop.py: a quarter of the labels on random segments, the rest in --rounds rounds on"
                         " the agent's own); pipeline: the three stages once, every label on random-policy segments")
@@ -127,7 +126,7 @@ def run_pipeline(env_id, seed, workdir, args, method):
                          "--total-timesteps", str(steps), *(args.ppo_flags.split() if method == "pipeline" else [])]
     times = {}
     for name, argv in stages.items():
-        result = timing.run_stage([os.path.join(ROOT, argv[0]), *argv[1:]], workdir, "benchmarks/other_envs.py")
+        result = timing.run_stage([os.path.join(ROOT, argv[0]), *argv[1:]], workdir, "experiments/other_envs.py")
         times[name] = result["wall_s"]
         print(f"  {env_id} seed {seed} {name}: {result['wall_s']:.1f} s", flush=True)
         with open(os.path.join(workdir, "seconds.json"), "w") as f:
@@ -141,7 +140,7 @@ def learned_value(model, agent, env_spec, gamma, n_episodes=5, seed=100_000):
     agent's greedy episodes. Read for
     both agents, it says whether the learned reward prefers the behaviour the env reward taught: if
     it does, a gap in true return is PPO's optimization on the learned reward, not an exploit."""
-    import reward_model as rm
+    from rlhf import reward_model as rm
 
     vec = envs.make_vector_env(env_spec, n_episodes)
     obs, _ = vec.reset(seed=seed)
@@ -165,9 +164,9 @@ def learned_value(model, agent, env_spec, gamma, n_episodes=5, seed=100_000):
 
 def collect(env_id, seed, workdir, args, method):
     """The figures of one seed's finished pipeline, read from its folder."""
-    import agent as agent_lib
-    import db
-    import reward_model as rm
+    from rlhf import agent as agent_lib
+    from rlhf import db
+    from rlhf import reward_model as rm
 
     env_spec = envs.spec(env_id)
     if method == "loop":

@@ -380,7 +380,7 @@ def migrate_v1(path: str) -> str:
     """Rewrite a schema-version-1 DB (the moving dot, positions as x, y columns) as version 2,
     keeping every segment, comparison, label and lease; the old file is kept as ``path.v1``.
     Returns the backup's path."""
-    import moving_dot as md  # version 1 only ever held the moving dot
+    from rlhf import moving_dot as md  # version 1 only ever held the moving dot
 
     backup = path + ".v1"
     if not os.path.exists(path):
@@ -400,7 +400,7 @@ def migrate_v1(path: str) -> str:
         raise PreferencesDBError(f"{path} cannot be read as a version-1 preferences DB ({e})") from None
     finally:
         old.close()
-    import envs  # the dot's spec, as version 2 stores it
+    from rlhf import envs  # the dot's spec, as version 2 stores it
 
     env_params = envs.spec(envs.DEFAULT_ENV_ID).params()
 
