@@ -260,6 +260,9 @@ def height_oracle(obs, actions, rewards, absorbing, gamma=1.0):
     return _weighted_sum(mountain_car_height(np.asarray(obs)[:, 1:, 0]), gamma)
 
 
+MOUNTAIN_CAR_FLAG_HEIGHT = 0.45 * np.sin(3 * 0.5) + 0.55  # the flag at x = 0.5 ends the episode
+
+
 def mountain_car_swing_height(obs):
     """The height Mountain Car's car would coast up to from (position, velocity): its energy in
     units of height. The env's physics conserve 0.5 v^2 + 0.0025 sin(3x) / 3 when no force acts,
@@ -271,9 +274,13 @@ def mountain_car_swing_height(obs):
 def swing_height_oracle(obs, actions, rewards, absorbing, gamma=1.0):
     """Mountain Car, as a person watching two clips would judge them: prefer the car that swings
     higher, summed over the clip: how high its speed would carry it (the peaks a person sees),
-    the flag, once reached, ending the episode there. The env's own reward, -1 a step until the
-    flag, ties almost every pair of random clips."""
-    return _weighted_sum(mountain_car_swing_height(np.asarray(obs)[:, 1:]), gamma)
+    up to the flag, and a car past the flag above all. The swing height is capped at the flag's
+    height, where the episode ends: uncapped, a fast car at the bottom scores above one at the
+    flag, and a reward learned from it pays for swinging without ever finishing. Each step past
+    the flag (absorbing) counts one above the top, so the sooner the flag, the better. The env's
+    own reward, -1 a step until the flag, ties almost every pair of random clips."""
+    height = np.minimum(mountain_car_swing_height(np.asarray(obs)[:, 1:]), MOUNTAIN_CAR_FLAG_HEIGHT)
+    return _weighted_sum(np.where(np.asarray(absorbing, bool), MOUNTAIN_CAR_FLAG_HEIGHT + 1.0, height), gamma)
 
 
 def acrobot_tip_height(obs):
@@ -295,7 +302,7 @@ def tip_height_oracle(obs, actions, rewards, absorbing, gamma=1.0):
 ORACLES = {
     "reward": (reward_oracle, None, "sum of the env's own rewards (C17's synthetic labels)"),
     "distance": (distance_oracle, ("MovingDot-v0",), "distance moved toward the centre, d(o_0) - d(o_k) (the write-up's)"),
-    "swing-height": (swing_height_oracle, ("MountainCar-v0",), "how high the car swings (the height its speed would carry it to), summed over the clip"),
+    "swing-height": (swing_height_oracle, ("MountainCar-v0",), "how high the car swings (the height its speed would carry it to, up to the flag) over the clip; the flag tops all"),
     "height": (height_oracle, ("MountainCar-v0",), "the car's height summed over the clip, the flag counting as the top"),
     "tip-height": (tip_height_oracle, ("Acrobot-v1",), "the free end's height summed over the clip"),
 }

@@ -359,6 +359,22 @@ def test_swing_height_is_the_height_the_cars_speed_would_carry_it_to():
     assert envs.defaults("MountainCar-v0", "rlhf_loop")["oracle"] == envs.DEFAULT_ORACLE["MountainCar-v0"] == "swing-height"
 
 
+def test_swing_height_never_pays_more_for_swinging_than_for_the_flag():
+    """Uncapped, the fastest car in the valley would score above a car at the flag, and a learned
+    reward would pay for swinging forever; capped at the flag's height, with every step past the
+    flag one above the top, the clip that reaches the flag wins, and the sooner the better."""
+    flying = np.array([[-0.52, 0.07]] * 4)  # the env's top speed, at the bottom
+    assert envs.mountain_car_swing_height(flying[0]) > envs.MOUNTAIN_CAR_FLAG_HEIGHT + 0.4  # what the cap is for
+    at_flag = np.array([[0.45, 0.03], [0.5, 0.03], [0.5, 0.03], [0.5, 0.03]])
+    later = np.array([[0.3, 0.03], [0.4, 0.03], [0.5, 0.03], [0.5, 0.03]])
+    clips = np.stack([flying, at_flag, later]).astype(np.float32)
+    actions, rewards, _ = no_steps(3, 3)
+    absorbing = np.array([[False] * 3, [False, True, True], [False, False, True]])
+    scores = envs.segment_scores("swing-height", "MountainCar-v0", clips, actions, rewards, absorbing)
+    assert scores[1] > scores[2] > scores[0]
+    np.testing.assert_allclose(scores[0], 3 * envs.MOUNTAIN_CAR_FLAG_HEIGHT)  # capped
+
+
 def test_tip_height_oracle_prefers_the_clip_that_swung_higher():
     np.testing.assert_allclose(envs.acrobot_tip_height(acrobot_obs([0.0, np.pi, np.pi / 2, np.pi], [0.0, 0.0, 0.0, np.pi])),
                                [-2.0, 2.0, 0.0, 0.0], atol=1e-12)  # hanging, upright, horizontal, folded back
