@@ -126,7 +126,7 @@ def spec(env_id: str) -> EnvSpec:
         env = gym.make(env_id)
     except gym.error.DependencyNotInstalled as e:
         raise EnvError(f"--env-id {env_id} needs a package that is not installed ({str(e).splitlines()[0]});"
-                       " `make setup` installs every supported env's extras") from None
+                       " `make setup-extras` (pip install -r requirements-extras.txt) installs every supported env's extras") from None
     except Exception as e:  # noqa: BLE001  an env that cannot even be made: say why in one line
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
         others = " or ".join(f"MUJOCO_GL={gl}" for gl in ("egl", "osmesa") if gl != os.environ.get("MUJOCO_GL"))
