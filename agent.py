@@ -121,7 +121,7 @@ class Agent(nn.Module):
         the outputs being logits (Discrete) or the Gaussian's mean (Box).
 
         The rollout evaluates a handful of observations per env step, where torch's per-call
-        overhead is most of the cost (about 60 us a step against 15 us here). The copy fuses the
+        overhead is most of the cost (docs/performance.md has the timings). The copy fuses the
         two networks (first layers side by side, hidden layers block-diagonal, heads into n + 1
         outputs) and folds the observation scaling into the first layer (where it is not clipped);
         it computes the same function, so it is rebuilt after every update.

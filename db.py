@@ -1,6 +1,6 @@
 """The preferences database: every SQL statement of the project lives here.
 
-An SQLite file with four tables (the README documents them):
+An SQLite file with four tables (docs/file_formats.md documents them):
   metadata(key, value)            format, schema version, the env (id, spaces, time limit),
                                   segment length, and one entry per generator run (its arguments and seed)
   segments(id, length, source, batch, reset_seed, start_step, replay_actions)

@@ -4,7 +4,7 @@
 
     python make_preferences_db.py --env-id MountainCar-v0 --db mountain_car.db    # any gymnasium env (envs.py)
 
-Writes an SQLite preferences DB (layout in db.py and the README). A segment of length k is
+Writes an SQLite preferences DB (layout in db.py and docs/file_formats.md). A segment of length k is
 (o_0, a_0), ..., (o_{k-1}, a_{k-1}) plus the observation o_k after the last action.
 On the moving dot, segments of length 1 are drawn uniformly over positions and actions, as in
 the original write-up. Otherwise they are cut from rollouts of a uniformly random policy, or with
@@ -174,7 +174,7 @@ class InputFileError(Exception):
 
 def load_policy(path, env_spec):
     """The agent's sampled actions, (obs (N, d), rng) -> actions (N[, d]), in numpy."""
-    import agent as agent_lib  # torch only when asked for: the plain generator starts in 0.2 s instead of 2 s
+    import agent as agent_lib  # torch only when asked for: the plain generator's start-up skips its import (docs/performance.md)
     try:
         return agent_lib.load(path, env_spec=env_spec)[0].numpy_sampler(env_spec.action_low, env_spec.action_high)  # clipped, as executed
     except (agent_lib.AgentFileError, envs.EnvError) as e:

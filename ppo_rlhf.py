@@ -1,7 +1,7 @@
 """Stage 3: train a PPO agent, on the env reward or on the learned one.
 
     python ppo_rlhf.py --rlhf --reward-model reward_model.pt
-    python ppo_rlhf.py --preset fast --rlhf          # the fastest measured route to a good agent on the moving dot
+    python ppo_rlhf.py --preset fast --rlhf          # the fastest route to a good agent on the moving dot (docs/results.md)
     python ppo_rlhf.py --env-id MountainCar-v0 --rlhf --reward-model mountain_car_rm.pt
 
 A single-file PPO in the style of CleanRL's ppo.py (a categorical policy for Discrete actions) and
@@ -34,7 +34,7 @@ import moving_dot as md
 import reward_model as rm
 
 # "fast": the least wall time to an agent whose greedy and sampled policies both reach the centre
-# on every seed of benchmarks/robustness.py --quick; the figures are in the README, "Time to a good agent".
+# on every seed of benchmarks/robustness.py --quick; the figures are in docs/results.md, "Time to a good agent".
 PRESETS = {
     "cleanrl": {},
     "fast": {"num_envs": 16, "num_steps": 64, "total_timesteps": 150_000, "learning_rate": 1e-3,

@@ -55,14 +55,14 @@ class RewardModel(nn.Module):
 
     form 'potential': r(o, a, o') = phi(o') - phi(o), the network is phi(o). A segment's return
     telescopes to phi(o_k) - phi(o_0), so no loop of states earns anything and the learned
-    reward's optimal policy climbs phi (README, "Judging a learned reward");
+    reward's optimal policy climbs phi (docs/results.md, "Judging a learned reward");
     form 'state-action': the write-up's r(o, a), the network sees the action too.
 
     encoding 'normalized': the position scaled to [-position_scale, position_scale] (and a one-hot
     action); 'raw': the write-up's raw pixel coordinates (and the action index as one float).
     A position_scale above 1 lets the network bend sharply within a pixel or two (MLPs fit
     smooth functions first: a learned potential's peak comes out rounded, and then the last
-    steps to it pay little; README, "Judging a learned reward").
+    steps to it pay little; docs/results.md, "Judging a learned reward").
 
     absorbing_state (envs that terminate): the steps after a termination are one state, DAC's
     absorbing state (Kostrikov et al. 2019): the network sees a flag and zeros, not o_T and the

@@ -1,6 +1,6 @@
 """C17's loop: ask about the agent's own behaviour, in rounds, and learn from few labels.
 
-    python rlhf_loop.py --label-budget 100 --rounds 3                    # synthetic teacher, ~1 min
+    python rlhf_loop.py --label-budget 100 --rounds 3                    # synthetic teacher (its time: docs/rlhf_loop.md)
     python rlhf_loop.py --label-budget 100 --rounds 3 --teacher human --db queries.db
     python label_preferences.py --db queries.db                          # in a second shell: answer the queries
 
@@ -20,7 +20,7 @@ holds the DB open while it waits or trains (the DB is in WAL mode), so the page 
 never block each other.
 
 The stages run in this process, as `main(parse_args([...]))` of each stage script: the same
-code path as on the command line, without a 2 s torch import per stage and round.
+code path as on the command line, without a torch import per stage and round (docs/rlhf_loop.md).
 
 Stopping and resuming: every stage is recorded as done (round_<r>/stages.json, replaced
 atomically) as soon as its output is written, so a loop stopped at any point (Ctrl+C, a crash,

@@ -9,8 +9,8 @@ budget of steps, the step size decaying to 0 (or, with a larger --max-steps, unt
 loss stops improving: the best weights are kept), and scores the result: on the moving dot against
 the true reward over every (position, action) of the field, exactly; on other envs against the
 oracle that labeled the DB, on the held-out segments' steps. On the moving dot, by default the reward is r(o, a, o') = phi(o') -
-phi(o), a 3-member ensemble's mean: no loop of states earns anything (README, "Judging a learned
-reward"); elsewhere the reward is the state-action form r(o, a) (envs.DEFAULTS), since a
+phi(o), a 3-member ensemble's mean: no loop of states earns anything (docs/results.md, "Judging a
+learned reward"); elsewhere the reward is the state-action form r(o, a) (envs.DEFAULTS), since a
 potential cannot pay for every step an episode survives. The write-up's recipe is `--reward-form state-action --activation tanh
 --ensemble-size 1 --position-scale 1 --learning-rate 2.5e-4 --no-anneal-lr --batch-size 128
 --max-steps 100000 --ema-decay 0`. Writes the model file (--out), TensorBoard logs under
@@ -176,7 +176,7 @@ def _plot_grid(fig, grid, table, policy, summary):
 def main(args):
     start = time.perf_counter()
     torch.manual_seed(args.seed)
-    torch.set_num_threads(1)  # a 64-unit MLP: one thread beats two fighting over tiny kernels
+    torch.set_num_threads(1)  # parallel jobs never oversubscribe the cores, and a seed trains the same anywhere (docs/performance.md)
     rng = np.random.default_rng(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     if os.path.exists(args.out) and not args.overwrite:  # fail before training, not after

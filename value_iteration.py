@@ -5,7 +5,7 @@ r(s, a), learned or true, asks for can be computed exactly by value iteration ov
 state at once, with no RL and no sampling noise. Rolling that policy out on the true env
 says whether the reward, optimized perfectly, produces the behaviour we want: a learned
 reward can order the actions at every position well and still pay more for stepping back
-and forth than for reaching the centre (README, "Judging a learned reward").
+and forth than for reaching the centre (docs/results.md, "Judging a learned reward").
 
 Shared by train_reward_model.py (which reports it for every model) and the benchmarks.
 """

@@ -1,7 +1,9 @@
 """Our pipeline at an earlier commit and as it is now, side by side on this machine.
 
-    python benchmarks/before_after.py --base bdb97b2                  # seeds 1-3, 2 rounds, ~3 minutes on 2 cores
+    python benchmarks/before_after.py --base bdb97b2                  # seeds 1-3, 2 rounds
     python benchmarks/before_after.py --base 7013aa2 --seeds 1 --repeats 1
+
+What it measured, and how long it takes: docs/performance.md, "Before and after".
 
 Runs `make run`'s three stages (make_preferences_db.py, train_reward_model.py, ppo_rlhf.py
 --preset fast --rlhf), each as its own process timed with os.wait4, once from a copy of the

@@ -16,7 +16,7 @@ that terminated, which on Mountain Car is reaching the flag), the value of each 
 episodes under the learned reward (does the reward prefer what the env reward taught?), and the env's goal (GOALS, from issue
 #13) met or not on every seed. Writes, under --out-dir/<env>/: results.json, curves.png (the true
 episodic return during training, mean and range over seeds, as the write-up's figure) and a
-Markdown table (results.md) for the README.
+Markdown table (results.md) for docs/other_envs.md.
 """
 
 import argparse

@@ -1,6 +1,6 @@
 """The write-up's pipeline and ours side by side, in one call: wall, CPU, peak memory, ratios.
 
-    python benchmarks/versus_writeup.py            # full: ~10 minutes on 2 quiet cores, nearly all of it the write-up's side
+    python benchmarks/versus_writeup.py            # full
     python benchmarks/versus_writeup.py --quick    # the write-up's reward stage at 10,000 steps, its PPO at 100,000, extrapolated
 
 The write-up's side is a REFERENCE-MODE reproduction (benchmarks/writeup_reference.py): the
@@ -26,6 +26,7 @@ reports) is scaled linearly in the steps, its start-up (imports, loading, set-up
 `--ppo-steps`, `--reward-max-steps`, `--fast-steps`, `--eval-episodes` and `--n-comparisons`
 shrink our side (and the PPO workload both sides are scaled to) for tests; a run that uses any
 of them says so, and its ratios are not the comparison. Writes JSON (--out) with the machine.
+What it measured, and how long it takes: docs/performance.md, "Side by side with the write-up".
 """
 
 import argparse
