@@ -253,8 +253,7 @@ def main(args):
         return
     rng = np.random.default_rng(args.seed)
     k = args.segment_length
-    if os.path.exists(args.db) and not (args.overwrite or args.append):  # say so before the work, not after
-        raise db.PreferencesDBError(f"{args.db} already exists; pass --overwrite to replace it or --append to add to it")
+    db.refuse_existing(args.db, args.overwrite or args.append)  # say so before the work, not after
     if args.overwrite and os.path.exists(args.db) and not args.discard_human_labels:  # people's answers are never lost unasked
         try:
             human = db.count_human_labels(args.db)
@@ -302,7 +301,7 @@ def main(args):
 
     # store
     run_info = {"script": "make_preferences_db.py", "seed": args.seed,
-                "args": {key: value for key, value in vars(args).items() if key != "spec"},
+                "args": cli.recorded(args),
                 **({"selection": selection} if selection else {})}
     mode = "append" if args.append else "overwrite" if args.overwrite else "create"
     db.write_generation(args.db, mode, env_params=args.spec.params(), run_info=run_info, obs=segments.obs,

@@ -63,6 +63,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import agent as agent_lib
+import checkpoints
 import cli
 import db
 import envs
@@ -212,16 +213,6 @@ def wait_for_labels(path, batch, n, args):
         time.sleep(args.poll_seconds)
 
 
-def write_json(path, data):
-    """Replace ``path`` atomically and durably: a crash or a reboot leaves the old file or the new one."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def read_json(path):
     with open(path) as f:
         return json.load(f)
@@ -346,7 +337,7 @@ def main(args):
     started_at = state.get("started_at") if args.resume else datetime.now(UTC).isoformat(timespec="milliseconds")
 
     def save_state(evaluation_done):
-        write_json(rounds_path, {"args": vars(args), "started_at": started_at, "evaluation_db": evaluation_done,
+        checkpoints.write_json(rounds_path, {"args": vars(args), "started_at": started_at, "evaluation_db": evaluation_done,
                                  "elapsed": clock(), "rounds": records})
 
     save_state(state.get("evaluation_db", False))
@@ -356,7 +347,7 @@ def main(args):
     for path in glob.glob(os.path.join(glob.escape(args.out_dir), "events.out.tfevents.*")) if was_loop else ():
         os.remove(path)  # the loop's own events are rewritten from rounds.json: a killed writer may have lost its last ones
     writer = SummaryWriter(args.out_dir)
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    writer.add_text("hyperparameters", cli.hyperparameters_text(args))
     env = ["--env-id", args.env_id]
     for record in records:
         add_scalars(writer, record)
@@ -393,7 +384,7 @@ def main(args):
         def done(stage, result, stages=stages, stages_path=stages_path):  # the stage is recorded as soon as its output is written
             stages[stage] = result
             stages["elapsed"] = clock()
-            write_json(stages_path, stages)
+            checkpoints.write_json(stages_path, stages)
 
         n = args.queries[round_]
         select = args.select if round_ > 0 else "random"

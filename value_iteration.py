@@ -72,13 +72,6 @@ def true_returns(policy, starts=None, steps=md.MAX_EPISODE_STEPS):
     return total
 
 
-def optimal_policy_score(reward, gamma=0.99, horizon=None):
-    """The normalized true return (true / Manhattan optimum, over every start) of the optimal
-    policy of ``reward``, with that policy (for plots)."""
-    policy, _ = value_iteration(reward, gamma, horizon)
-    return md.normalized_return(true_returns(policy), md.MANHATTAN), policy
-
-
 def optimal_policy_range(reward, gamma=0.99, ties=1e-3, steps=md.MAX_EPISODE_STEPS, values=None):
     """Normalized true return (over every start) of the worst and of the best policy among the
     optimal ones of ``reward``: every action whose discounted Q-value is within ``ties`` of the

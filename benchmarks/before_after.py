@@ -33,8 +33,6 @@ import checkpoints  # noqa: E402
 import cli  # noqa: E402
 import timing  # noqa: E402
 
-STAGES = ("generate", "reward", "ppo")
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="make run's three stages at --base and now, side by side.")

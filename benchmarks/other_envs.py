@@ -200,11 +200,6 @@ def collect(env_id, seed, workdir, args, method):
     return figures
 
 
-def glob_one(folder):
-    (run,) = [os.path.join(folder, name) for name in os.listdir(folder)]
-    return run
-
-
 def plot(path, env_id, results):
     import matplotlib
     matplotlib.use("Agg")
