@@ -94,11 +94,12 @@ def parse_args(argv=None):
     p.add_argument("--select", choices=("random", "disagreement"), default="disagreement",
                    help="which pairs to ask about from round 1 on (C17 2.2.4: disagreement); round 0 is always random")
     p.add_argument("--candidate-factor", type=cli.positive_int, default=10, help="with --select disagreement: candidate pairs per query (B-Pref: 10)")
-    p.add_argument("--ensemble", type=cli.positive_int, default=3, help="reward-model ensemble members (C17: 3)")
-    p.add_argument("--reward-steps", type=cli.positive_int, default=1000,
-                   help="reward-model gradient steps per round, all of them (no labels are held out for early stopping)")
-    p.add_argument("--reward-batch-size", type=cli.positive_int, default=32, help="comparisons per reward-model gradient step")
-    p.add_argument("--reward-learning-rate", type=cli.positive_float, default=1e-2, help="reward-model Adam step size")
+    # the reward model's flags: the trainer's names, with reward- where PPO has a flag of that name (or it would read as PPO's)
+    p.add_argument("--ensemble-size", type=cli.positive_int, default=3, help="train_reward_model.py's --ensemble-size (C17: 3)")
+    p.add_argument("--reward-max-steps", type=cli.positive_int, default=1000,
+                   help="train_reward_model.py's --max-steps, each round: all of them (no labels are held out for early stopping)")
+    p.add_argument("--reward-batch-size", type=cli.positive_int, default=32, help="train_reward_model.py's --batch-size")
+    p.add_argument("--reward-learning-rate", type=cli.positive_float, default=1e-2, help="train_reward_model.py's --learning-rate")
     p.add_argument("--total-timesteps", type=cli.positive_int, default=None,
                    help="PPO env steps in all, split evenly over the rounds (default: 100,000 a round, the fast preset's)")
     p.add_argument("--preset", choices=tuple(ppo_rlhf.PRESETS), default="fast", help="ppo_rlhf.py's preset")
@@ -146,6 +147,8 @@ def parse_args(argv=None):
 
 # how this session runs, not what the loop learns: the only flags --resume lets change
 OPERATIONAL = ("poll_seconds", "progress")
+# flags renamed since a loop may have saved them (old name in rounds.json: new name), read under the new name by --resume
+RENAMED = {"ensemble": "ensemble_size", "reward_steps": "reward_max_steps"}
 
 
 def resumed_args(p, args, argv):
@@ -156,10 +159,10 @@ def resumed_args(p, args, argv):
     path = os.path.join(args.out_dir, "rounds.json")
     try:
         with open(path) as f:
-            saved = json.load(f)["args"]
+            saved = {RENAMED.get(key, key): value for key, value in json.load(f)["args"].items()}
     except FileNotFoundError:
         p.error(f"--resume: no loop to continue in {args.out_dir} ({path} not found); start one without --resume")
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         p.error(f"--resume: {path} is not a loop's record ({e}); start a new loop in another --out-dir")
     unset = object()  # parsed again into a namespace argparse fills only with the flags actually given
     for key, value in vars(p.parse_args(argv, argparse.Namespace(**{key: unset for key in vars(args)}))).items():
@@ -431,7 +434,7 @@ def main(args):
                 clear_partial([model_path], log, os.path.join(glob.escape(round_dir), f"{args.env_id}__train_reward_model__{seeds[1]}__*"))
                 reward_summary = run_stage(train_reward_model, [str(a) for a in [
                     "--seed", seeds[1], "--db", args.db, "--out", model_path, "--run-dir", round_dir, *env,
-                    "--ensemble-size", args.ensemble, "--max-steps", args.reward_steps, "--eval-every", args.reward_steps,
+                    "--ensemble-size", args.ensemble_size, "--max-steps", args.reward_max_steps, "--eval-every", args.reward_max_steps,
                     "--batch-size", args.reward_batch_size, "--learning-rate", args.reward_learning_rate, "--no-anneal-lr",
                     "--no-progress", *redo, *(["--no-plot"] if round_ < args.rounds else []),  # the figure of the last round only
                     *(["--init", previous_model] if previous_model else [])]], log)
