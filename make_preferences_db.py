@@ -4,7 +4,7 @@
 
     python make_preferences_db.py --env-id MountainCar-v0 --db mountain_car.db    # any gymnasium env (envs.py)
 
-Writes an SQLite preferences DB (layout in db.py and the README). A segment of length k is
+Writes an SQLite preferences DB (layout in db.py and docs/file_formats.md). A segment of length k is
 (o_0, a_0), ..., (o_{k-1}, a_{k-1}) plus the observation o_k after the last action.
 On the moving dot, segments of length 1 are drawn uniformly over positions and actions, as in
 the original write-up. Otherwise they are cut from rollouts of a uniformly random policy, or with
@@ -172,7 +172,7 @@ class InputFileError(Exception):
 
 def load_policy(path, env_spec):
     """The agent's sampled actions, (obs (N, d), rng) -> actions (N[, d]), in numpy."""
-    from rlhf import agent as agent_lib  # torch only when asked for: the plain generator starts in 0.2 s instead of 2 s
+    from rlhf import agent as agent_lib  # torch only when asked for: the plain generator's start-up skips its import (docs/performance.md)
     try:
         return agent_lib.load(path, env_spec=env_spec)[0].numpy_sampler(env_spec.action_low, env_spec.action_high)  # clipped, as executed
     except (agent_lib.AgentFileError, envs.EnvError) as e:
@@ -251,8 +251,7 @@ def main(args):
         return
     rng = np.random.default_rng(args.seed)
     k = args.segment_length
-    if os.path.exists(args.db) and not (args.overwrite or args.append):  # say so before the work, not after
-        raise db.PreferencesDBError(f"{args.db} already exists; pass --overwrite to replace it or --append to add to it")
+    db.refuse_existing(args.db, args.overwrite or args.append)  # say so before the work, not after
     if args.overwrite and os.path.exists(args.db) and not args.discard_human_labels:  # people's answers are never lost unasked
         try:
             human = db.count_human_labels(args.db)
@@ -300,7 +299,7 @@ def main(args):
 
     # store
     run_info = {"script": "make_preferences_db.py", "seed": args.seed,
-                "args": {key: value for key, value in vars(args).items() if key != "spec"},
+                "args": cli.recorded(args),
                 **({"selection": selection} if selection else {})}
     mode = "append" if args.append else "overwrite" if args.overwrite else "create"
     db.write_generation(args.db, mode, env_params=args.spec.params(), run_info=run_info, obs=segments.obs,

@@ -1,7 +1,7 @@
 """Stage 3: train a PPO agent, on the env reward or on the learned one.
 
     python ppo_rlhf.py --rlhf --reward-model reward_model.pt
-    python ppo_rlhf.py --preset fast --rlhf          # the fastest measured route to a good agent on the moving dot
+    python ppo_rlhf.py --preset fast --rlhf          # the fastest route to a good agent on the moving dot (docs/results.md)
     python ppo_rlhf.py --env-id MountainCar-v0 --rlhf --reward-model mountain_car_rm.pt
 
 A single-file PPO in the style of CleanRL's ppo.py (a categorical policy for Discrete actions) and
@@ -33,7 +33,7 @@ from rlhf import moving_dot as md
 from rlhf import reward_model as rm
 
 # "fast": the least wall time to an agent whose greedy and sampled policies both reach the centre
-# on every seed of experiments/robustness.py --quick; the figures are in the README, "Time to a good agent".
+# on every seed of experiments/robustness.py --quick; the figures are in docs/results.md, "Time to a good agent".
 PRESETS = {
     "cleanrl": {},
     "fast": {"num_envs": 16, "num_steps": 64, "total_timesteps": 150_000, "learning_rate": 1e-3,
@@ -182,8 +182,7 @@ def main(args):
     env_spec = args.spec
     run_name = f"{env_spec.env_id}__{args.exp_name}__{args.seed}__{int(start_time)}"
     save_path = args.save_path or os.path.join(args.run_dir, run_name, "agent.pt")
-    if os.path.exists(save_path) and not args.overwrite:  # fail before training, not after
-        raise agent_lib.AgentFileError(f"{save_path} already exists; pass --overwrite to replace it or choose another --save-path")
+    agent_lib.refuse_existing(save_path, args.overwrite)  # fail before training, not after
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)  # 64-unit MLPs on a few hundred rows: threads only add overhead
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
@@ -214,7 +213,7 @@ def main(args):
     start_step = int(checkpoint.get("global_step", 0))
 
     writer = SummaryWriter(os.path.join(args.run_dir, run_name))
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items() if k != "spec"))
+    writer.add_text("hyperparameters", cli.hyperparameters_text(args))
     envs = env_lib.make_vector_env(env_spec, args.num_envs)
 
     # rollout storage, filled in place: the rollout runs in numpy (Agent.numpy_policy), the update in torch
@@ -388,7 +387,7 @@ def main(args):
                "resumed_from": args.resume, "start_step": start_step,
                "greedy": {k: v for k, v in greedy.items() if k != "path"}, "sampled": sampled}
     agent_lib.save(save_path, agent, env_spec.params(), optimizer,
-                   {"global_step": global_step, "args": {k: v for k, v in vars(args).items() if k != "spec"}, "summary": summary},
+                   {"global_step": global_step, "args": cli.recorded(args), "summary": summary},
                    overwrite=args.overwrite)
     if args.capture_video and env_spec.tabular:
         make_gif(os.path.join(args.run_dir, run_name, "agent.gif"), greedy["path"])

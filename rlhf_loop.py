@@ -1,6 +1,6 @@
 """C17's loop: ask about the agent's own behaviour, in rounds, and learn from few labels.
 
-    python rlhf_loop.py --label-budget 100 --rounds 3                    # synthetic teacher, ~1 min
+    python rlhf_loop.py --label-budget 100 --rounds 3                    # synthetic teacher (its time: docs/rlhf_loop.md)
     python rlhf_loop.py --label-budget 100 --rounds 3 --teacher human --db queries.db
     python labeling/label_preferences.py --db queries.db                          # in a second shell: answer the queries
 
@@ -20,7 +20,7 @@ holds the DB open while it waits or trains (the DB is in WAL mode), so the page 
 never block each other.
 
 The stages run in this process, as `main(parse_args([...]))` of each stage script: the same
-code path as on the command line, without a 2 s torch import per stage and round.
+code path as on the command line, without a torch import per stage and round (docs/rlhf_loop.md).
 
 Stopping and resuming: every stage is recorded as done (round_<r>/stages.json, replaced
 atomically) as soon as its output is written, so a loop stopped at any point (Ctrl+C, a crash,
@@ -66,7 +66,7 @@ import make_preferences_db
 import ppo_rlhf
 import train_reward_model
 from rlhf import agent as agent_lib
-from rlhf import cli, db, envs
+from rlhf import checkpoints, cli, db, envs
 from rlhf import moving_dot as md
 from rlhf import reward_model as rm
 
@@ -91,11 +91,12 @@ def parse_args(argv=None):
     p.add_argument("--select", choices=("random", "disagreement"), default="disagreement",
                    help="which pairs to ask about from round 1 on (C17 2.2.4: disagreement); round 0 is always random")
     p.add_argument("--candidate-factor", type=cli.positive_int, default=10, help="with --select disagreement: candidate pairs per query (B-Pref: 10)")
-    p.add_argument("--ensemble", type=cli.positive_int, default=3, help="reward-model ensemble members (C17: 3)")
-    p.add_argument("--reward-steps", type=cli.positive_int, default=1000,
-                   help="reward-model gradient steps per round, all of them (no labels are held out for early stopping)")
-    p.add_argument("--reward-batch-size", type=cli.positive_int, default=32, help="comparisons per reward-model gradient step")
-    p.add_argument("--reward-learning-rate", type=cli.positive_float, default=1e-2, help="reward-model Adam step size")
+    # the reward model's flags: the trainer's names, with reward- where PPO has a flag of that name (or it would read as PPO's)
+    p.add_argument("--ensemble-size", type=cli.positive_int, default=3, help="train_reward_model.py's --ensemble-size (C17: 3)")
+    p.add_argument("--reward-max-steps", type=cli.positive_int, default=1000,
+                   help="train_reward_model.py's --max-steps, each round: all of them (no labels are held out for early stopping)")
+    p.add_argument("--reward-batch-size", type=cli.positive_int, default=32, help="train_reward_model.py's --batch-size")
+    p.add_argument("--reward-learning-rate", type=cli.positive_float, default=1e-2, help="train_reward_model.py's --learning-rate")
     p.add_argument("--total-timesteps", type=cli.positive_int, default=None,
                    help="PPO env steps in all, split evenly over the rounds (default: 100,000 a round, the fast preset's)")
     p.add_argument("--preset", choices=tuple(ppo_rlhf.PRESETS), default="fast", help="ppo_rlhf.py's preset")
@@ -143,6 +144,8 @@ def parse_args(argv=None):
 
 # how this session runs, not what the loop learns: the only flags --resume lets change
 OPERATIONAL = ("poll_seconds", "progress")
+# flags renamed since a loop may have saved them (old name in rounds.json: new name), read under the new name by --resume
+RENAMED = {"ensemble": "ensemble_size", "reward_steps": "reward_max_steps"}
 
 
 def resumed_args(p, args, argv):
@@ -153,10 +156,10 @@ def resumed_args(p, args, argv):
     path = os.path.join(args.out_dir, "rounds.json")
     try:
         with open(path) as f:
-            saved = json.load(f)["args"]
+            saved = {RENAMED.get(key, key): value for key, value in json.load(f)["args"].items()}
     except FileNotFoundError:
         p.error(f"--resume: no loop to continue in {args.out_dir} ({path} not found); start one without --resume")
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         p.error(f"--resume: {path} is not a loop's record ({e}); start a new loop in another --out-dir")
     unset = object()  # parsed again into a namespace argparse fills only with the flags actually given
     for key, value in vars(p.parse_args(argv, argparse.Namespace(**{key: unset for key in vars(args)}))).items():
@@ -208,16 +211,6 @@ def wait_for_labels(path, batch, n, args):
             bar.close()
             return time.time() - start
         time.sleep(args.poll_seconds)
-
-
-def write_json(path, data):
-    """Replace ``path`` atomically and durably: a crash or a reboot leaves the old file or the new one."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_json(path):
@@ -344,7 +337,7 @@ def main(args):
     started_at = state.get("started_at") if args.resume else datetime.now(UTC).isoformat(timespec="milliseconds")
 
     def save_state(evaluation_done):
-        write_json(rounds_path, {"args": vars(args), "started_at": started_at, "evaluation_db": evaluation_done,
+        checkpoints.write_json(rounds_path, {"args": vars(args), "started_at": started_at, "evaluation_db": evaluation_done,
                                  "elapsed": clock(), "rounds": records})
 
     save_state(state.get("evaluation_db", False))
@@ -354,7 +347,7 @@ def main(args):
     for path in glob.glob(os.path.join(glob.escape(args.out_dir), "events.out.tfevents.*")) if was_loop else ():
         os.remove(path)  # the loop's own events are rewritten from rounds.json: a killed writer may have lost its last ones
     writer = SummaryWriter(args.out_dir)
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    writer.add_text("hyperparameters", cli.hyperparameters_text(args))
     env = ["--env-id", args.env_id]
     for record in records:
         add_scalars(writer, record)
@@ -391,7 +384,7 @@ def main(args):
         def done(stage, result, stages=stages, stages_path=stages_path):  # the stage is recorded as soon as its output is written
             stages[stage] = result
             stages["elapsed"] = clock()
-            write_json(stages_path, stages)
+            checkpoints.write_json(stages_path, stages)
 
         n = args.queries[round_]
         select = args.select if round_ > 0 else "random"
@@ -438,7 +431,7 @@ def main(args):
                 clear_partial([model_path], log, os.path.join(glob.escape(round_dir), f"{args.env_id}__train_reward_model__{seeds[1]}__*"))
                 reward_summary = run_stage(train_reward_model, [str(a) for a in [
                     "--seed", seeds[1], "--db", args.db, "--out", model_path, "--run-dir", round_dir, *env,
-                    "--ensemble-size", args.ensemble, "--max-steps", args.reward_steps, "--eval-every", args.reward_steps,
+                    "--ensemble-size", args.ensemble_size, "--max-steps", args.reward_max_steps, "--eval-every", args.reward_max_steps,
                     "--batch-size", args.reward_batch_size, "--learning-rate", args.reward_learning_rate, "--no-anneal-lr",
                     "--no-progress", *redo, *(["--no-plot"] if round_ < args.rounds else []),  # the figure of the last round only
                     *(["--init", previous_model] if previous_model else [])]], log)

@@ -9,8 +9,8 @@ budget of steps, the step size decaying to 0 (or, with a larger --max-steps, unt
 loss stops improving: the best weights are kept), and scores the result: on the moving dot against
 the true reward over every (position, action) of the field, exactly; on other envs against the
 oracle that labeled the DB, on the held-out segments' steps. On the moving dot, by default the reward is r(o, a, o') = phi(o') -
-phi(o), a 3-member ensemble's mean: no loop of states earns anything (README, "Judging a learned
-reward"); elsewhere the reward is the state-action form r(o, a) (envs.DEFAULTS), since a
+phi(o), a 3-member ensemble's mean: no loop of states earns anything (docs/results.md, "Judging a
+learned reward"); elsewhere the reward is the state-action form r(o, a) (envs.DEFAULTS), since a
 potential cannot pay for every step an episode survives. The write-up's recipe is `--reward-form state-action --activation tanh
 --ensemble-size 1 --position-scale 1 --learning-rate 2.5e-4 --no-anneal-lr --batch-size 128
 --max-steps 100000 --ema-decay 0`. Writes the model file (--out), TensorBoard logs under
@@ -32,8 +32,6 @@ from rlhf import adam, cli, db, envs
 from rlhf import moving_dot as md
 from rlhf import reward_model as rm
 from rlhf import value_iteration as vi
-
-LABEL_CLASSES = ("segment1_preferred", "equal", "segment2_preferred")
 
 
 def parse_args(argv=None):
@@ -81,20 +79,14 @@ def parse_args(argv=None):
     return args
 
 
-def encode(model, comparisons, device):
-    """Network inputs of both segments of every comparison, (n, 2, L, in): L = 2 (first and
-    last observation) in the potential form, k (every step) in the state-action form."""
-    return torch.stack([model.segment_inputs(comparisons.obs1, comparisons.actions1, comparisons.absorbing1),
-                        model.segment_inputs(comparisons.obs2, comparisons.actions2, comparisons.absorbing2)], 1).to(device)
-
-
 @torch.no_grad()
-def evaluate(model, inputs, mu1, mu2, label_noise):
-    """Loss, accuracy and R1 - R2 of the mean reward on encoded comparisons."""
-    returns1, returns2 = rm.segment_returns(model, inputs).mean(0).unbind(-1)
+def evaluate(model, comparisons, inputs, mu1, mu2, label_noise):
+    """Loss, accuracy (rm.comparison_accuracy's) and R1 - R2 of the mean reward on comparisons, encoded
+    (rm.comparison_inputs), their labels on the device: one call of the network."""
+    returns1, returns2 = rm.comparison_returns(model, inputs)
     loss = rm.preference_loss(returns1, returns2, mu1, mu2, label_noise).mean().item()
-    diff = (returns1 - returns2).cpu().numpy()
-    return loss, rm.preference_accuracy(diff, 0.0, mu1.cpu().numpy(), mu2.cpu().numpy()), diff
+    returns1, returns2 = returns1.cpu().numpy(), returns2.cpu().numpy()
+    return loss, rm.preference_accuracy(returns1, returns2, comparisons.mu1, comparisons.mu2), returns1 - returns2
 
 
 def label_classes(mu1, mu2):
@@ -173,11 +165,10 @@ def _plot_grid(fig, grid, table, policy, summary):
 def main(args):
     start = time.perf_counter()
     torch.manual_seed(args.seed)
-    torch.set_num_threads(1)  # a 64-unit MLP: one thread beats two fighting over tiny kernels
+    torch.set_num_threads(1)  # parallel jobs never oversubscribe the cores, and a seed trains the same anywhere (docs/performance.md)
     rng = np.random.default_rng(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-    if os.path.exists(args.out) and not args.overwrite:  # fail before training, not after
-        raise rm.RewardModelError(f"{args.out} already exists; pass --overwrite to replace it or choose another --out")
+    rm.refuse_existing(args.out, args.overwrite)  # fail before training, not after
 
     # load: labeled, comparable rows only (incomparable and pending ones are never trained on)
     meta = db.read_metadata(args.db)
@@ -195,13 +186,13 @@ def main(args):
                            args.position_scale)
         model.set_obs_scaling(args.spec.obs_low, args.spec.obs_high, np.concatenate([train.obs1, train.obs2]))
         model.to(device)
-    train_inputs, val_inputs = encode(model, train, device), encode(model, val, device)
+    train_inputs, val_inputs = rm.comparison_inputs(model, train).to(device), rm.comparison_inputs(model, val).to(device)
     train_mu1, train_mu2 = torch.as_tensor(train.mu1, device=device), torch.as_tensor(train.mu2, device=device)
     val_mu1, val_mu2 = torch.as_tensor(val.mu1, device=device), torch.as_tensor(val.mu2, device=device)
     optimizer = adam.Adam(model.parameters(), lr=args.learning_rate, eps=args.adam_eps, weight_decay=args.weight_decay)
     run_name = f"{args.spec.env_id}__train_reward_model__{args.seed}__{int(time.time())}"
     writer = SummaryWriter(os.path.join(args.run_dir, run_name))
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items() if k != "spec"))
+    writer.add_text("hyperparameters", cli.hyperparameters_text(args))
     if len(val) == 0:
         print(f"warning: {args.db} has no held-out comparisons: early stopping watches the training loss instead")
 
@@ -233,7 +224,7 @@ def main(args):
         train_loss = float(np.mean(running))
         running.clear()
         if len(val):
-            val_loss, val_accuracy, diff = evaluate(averaged, val_inputs, val_mu1, val_mu2, args.label_noise)
+            val_loss, val_accuracy, diff = evaluate(averaged, val, val_inputs, val_mu1, val_mu2, args.label_noise)
             writer.add_scalar("val/loss", val_loss, step)
             writer.add_scalar("val/accuracy", val_accuracy, step)
             for name, mask in label_classes(val.mu1, val.mu2).items():
@@ -257,9 +248,9 @@ def main(args):
     model.eval()
 
     # score: held-out preferences, and the learned reward against the true one
-    val_loss, val_accuracy, diff = (evaluate(model, val_inputs, val_mu1, val_mu2, args.label_noise)
+    val_loss, val_accuracy, diff = (evaluate(model, val, val_inputs, val_mu1, val_mu2, args.label_noise)
                                     if len(val) else (float("nan"), float("nan"), np.zeros(0)))
-    train_accuracy = evaluate(model, train_inputs, train_mu1, train_mu2, args.label_noise)[1]  # vs held-out: the gap
+    train_accuracy = rm.comparison_accuracy(model, train, train_inputs)  # vs held-out: the gap
     model.reward_stats = step_reward_stats(model, train)
     train_seconds = time.perf_counter() - start
     summary = {
@@ -290,7 +281,7 @@ def main(args):
                         "epic_distance": held_out_epic(model, val if len(val) else train, oracle, args.spec)})
         scored = ("reward_correlation", "return_correlation", "epic_distance")
     summary.update({"train_seconds": train_seconds, "score_seconds": time.perf_counter() - start - train_seconds,
-                    "args": {k: v for k, v in vars(args).items() if k != "spec"}})
+                    "args": cli.recorded(args)})
     for key in scored:
         writer.add_scalar(f"reward/{key}", summary[key], step)
     writer.close()

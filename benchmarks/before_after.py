@@ -1,7 +1,9 @@
 """Our pipeline at an earlier commit and as it is now, side by side on this machine.
 
-    python benchmarks/before_after.py --base bdb97b2                  # seeds 1-3, 2 rounds, ~3 minutes on 2 cores
+    python benchmarks/before_after.py --base bdb97b2                  # seeds 1-3, 2 rounds
     python benchmarks/before_after.py --base 7013aa2 --seeds 1 --repeats 1
+
+What it measured, and how long it takes: docs/performance.md, "Before and after".
 
 Runs `make run`'s three stages (make_preferences_db.py, train_reward_model.py, ppo_rlhf.py
 --preset fast --rlhf), each as its own process timed with os.wait4, once from a copy of the
@@ -30,15 +32,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import timing
 from rlhf import checkpoints, cli
 
-STAGES = ("generate", "reward", "ppo")
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="make run's three stages at --base and now, side by side.")
     p.add_argument("--base", required=True, help="the earlier commit (any git revision)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="a whole pipeline per seed")
     p.add_argument("--repeats", type=cli.positive_int, default=2, help="rounds over the seeds, alternating which side goes first")
-    p.add_argument("--ppo-steps", type=cli.positive_int, default=None, help="shrink PPO (tests only; default: the fast preset's)")
+    p.add_argument("--total-timesteps", type=cli.positive_int, default=None, help="ppo_rlhf.py's, to shrink PPO (tests only; default: the fast preset's)")
     p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "before_after.json"), help="JSON results file")
     return p.parse_args(argv)
 
@@ -51,10 +51,10 @@ def checkout(revision, folder):
     subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
 
 
-def pipeline(code, seed, work, ppo_steps):
+def pipeline(code, seed, work, total_timesteps):
     """make run's three stages from the scripts in ``code``, in the empty folder ``work``."""
     script = lambda name: os.path.join(code, name)
-    extra = ["--total-timesteps", str(ppo_steps)] if ppo_steps else []
+    extra = ["--total-timesteps", str(total_timesteps)] if total_timesteps else []
     commands = {
         "generate": [script("make_preferences_db.py"), "--seed", seed, "--db", "preferences.db"],
         "reward": [script("train_reward_model.py"), "--seed", seed, "--db", "preferences.db", "--out", "reward_model.pt", "--no-progress"],
@@ -83,7 +83,7 @@ def main(args):
             for seed in args.seeds:
                 for side in (("base", "now") if k % 2 == 0 else ("now", "base")):
                     work = tempfile.mkdtemp(dir=scratch)
-                    runs[side].append({"seed": seed, "round": round_, **pipeline(codes[side], seed, work, args.ppo_steps)})
+                    runs[side].append({"seed": seed, "round": round_, **pipeline(codes[side], seed, work, args.total_timesteps)})
                 print(f"round {round_ + 1}/{args.repeats}, seed {seed}: pipeline {runs['base'][-1]['pipeline_wall_s']:.1f} s"
                       f" at {args.base}, {runs['now'][-1]['pipeline_wall_s']:.1f} s now", flush=True)
                 k += 1
@@ -104,7 +104,7 @@ def main(args):
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"machine": timing.machine(), "base": args.base, "seeds": args.seeds, "repeats": args.repeats,
-                   "ppo_steps": args.ppo_steps, "mean": mean, "runs": runs}, f, indent=2)
+                   "total_timesteps": args.total_timesteps, "mean": mean, "runs": runs}, f, indent=2)
     print(f"wrote {args.out}")
     return mean, runs
 

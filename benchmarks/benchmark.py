@@ -1,7 +1,9 @@
 """Time each stage on its default settings, and the whole pipeline, on this machine.
 
-    python benchmarks/benchmark.py            # full: PPO 1M steps x 3 seeds x 2 rewards, ~7 minutes on 2 cores
-    python benchmarks/benchmark.py --quick    # PPO 100k steps x 1 seed, under a minute
+    python benchmarks/benchmark.py            # full: PPO 1M steps x 3 seeds x 2 rewards
+    python benchmarks/benchmark.py --quick    # PPO 100k steps x 1 seed
+
+How long each takes, and what it measured: docs/performance.md.
 
 Each stage runs as its own process (as a user would run it), measured with os.wait4:
 wall seconds, CPU seconds, peak resident MB. Quality figures are read back from the files

@@ -1,7 +1,9 @@
 """Reward-model training recipes against each other: time to a quality, on the default DB of each seed.
 
-    python benchmarks/reward_recipes.py                      # the default and the previous recipe, seeds 1-10, ~3 minutes
+    python benchmarks/reward_recipes.py                      # the default and the previous recipe, seeds 1-10
     python benchmarks/reward_recipes.py --seeds 1 2 3 --recipe "b512=--batch-size 512 --learning-rate 2e-2"
+
+What it measured, and how long it takes: docs/performance.md, "What each change bought".
 
 For each seed S, make_preferences_db.py --seed S writes the default DB (10,000 single-step
 comparisons); then every recipe (a name and extra flags of train_reward_model.py) trains on it

@@ -1,6 +1,6 @@
 """The write-up's pipeline and ours side by side, in one call: wall, CPU, peak memory, ratios.
 
-    python benchmarks/versus_writeup.py            # full: ~10 minutes on 2 quiet cores, nearly all of it the write-up's side
+    python benchmarks/versus_writeup.py            # full
     python benchmarks/versus_writeup.py --quick    # the write-up's reward stage at 10,000 steps, its PPO at 100,000, extrapolated
 
 The write-up's side is a REFERENCE-MODE reproduction (benchmarks/writeup_reference.py): the
@@ -20,12 +20,13 @@ Rows, each with the ratio reference wall / our wall:
   as `make run` runs it (make_preferences_db.py, train_reward_model.py, ppo_rlhf.py --preset
   fast --rlhf), our agent's greedy and sampled normalized return read from its agent file.
 
-A shortened reference run (`--quick`, `--reference-reward-steps`, `--reference-ppo-steps`) is
+A shortened reference run (`--quick`, `--reference-reward-steps`, `--reference-total-timesteps`) is
 scaled to the full workload and marked "extrapolated": its main loop's time (which the stage
 reports) is scaled linearly in the steps, its start-up (imports, loading, set-up) is not.
-`--ppo-steps`, `--reward-max-steps`, `--fast-steps`, `--eval-episodes` and `--n-comparisons`
+`--total-timesteps`, `--reward-max-steps`, `--fast-total-timesteps`, `--eval-episodes` and `--n-comparisons`
 shrink our side (and the PPO workload both sides are scaled to) for tests; a run that uses any
 of them says so, and its ratios are not the comparison. Writes JSON (--out) with the machine.
+What it measured, and how long it takes: docs/performance.md, "Side by side with the write-up".
 """
 
 import argparse
@@ -61,24 +62,24 @@ def parse_args(argv=None):
                    help="the reference's reward stage at 10,000 steps and PPO at 100,000, extrapolated to the full workloads")
     p.add_argument("--reference-reward-steps", type=cli.positive_int, default=None,
                    help="steps the reference's reward stage runs (default: 100,000, the write-up's; 10,000 with --quick)")
-    p.add_argument("--reference-ppo-steps", type=cli.positive_int, default=None,
-                   help="steps the reference's PPO runs (default: --ppo-steps; 100,000 with --quick)")
-    p.add_argument("--ppo-steps", type=cli.positive_int, default=WRITEUP_PPO_STEPS,
+    p.add_argument("--reference-total-timesteps", type=cli.positive_int, default=None,
+                   help="steps the reference's PPO runs (default: --total-timesteps; 100,000 with --quick)")
+    p.add_argument("--total-timesteps", type=cli.positive_int, default=WRITEUP_PPO_STEPS,
                    help="PPO workload of the comparison: our --rlhf run's steps, and the reference's after extrapolation (write-up: 1000000)")
     p.add_argument("--n-comparisons", type=cli.positive_int, default=10_000, help="segments and comparisons of both generators (write-up: 10000)")
     p.add_argument("--reward-max-steps", type=cli.positive_int, default=None, help="for tests: cap our reward model's steps (default: its own)")
-    p.add_argument("--fast-steps", type=cli.positive_int, default=None, help="for tests: our fast preset's steps (default: the preset's)")
+    p.add_argument("--fast-total-timesteps", type=cli.positive_int, default=None, help="for tests: our fast preset's --total-timesteps (default: the preset's)")
     p.add_argument("--eval-episodes", type=cli.positive_int, default=None, help="for tests: our PPO runs' evaluation episodes (default: their own)")
     args = p.parse_args(argv)
-    if args.ppo_steps < PPO_BATCH:
-        p.error(f"--ppo-steps must be >= {PPO_BATCH} (one PPO iteration)")
+    if args.total_timesteps < PPO_BATCH:
+        p.error(f"--total-timesteps must be >= {PPO_BATCH} (one PPO iteration)")
     args.reference_reward_steps = args.reference_reward_steps or (10_000 if args.quick else WRITEUP_REWARD_STEPS)
-    args.reference_ppo_steps = args.reference_ppo_steps or (100_000 if args.quick else args.ppo_steps)
-    if args.reference_ppo_steps < PPO_BATCH or args.reference_reward_steps < 1:
-        p.error(f"--reference-ppo-steps must be >= {PPO_BATCH} and --reference-reward-steps >= 1")
+    args.reference_total_timesteps = args.reference_total_timesteps or (100_000 if args.quick else args.total_timesteps)
+    if args.reference_total_timesteps < PPO_BATCH or args.reference_reward_steps < 1:
+        p.error(f"--reference-total-timesteps must be >= {PPO_BATCH} and --reference-reward-steps >= 1")
     args.shrunk = [flag for flag, value, default in (
-        ("--ppo-steps", args.ppo_steps, WRITEUP_PPO_STEPS), ("--n-comparisons", args.n_comparisons, 10_000),
-        ("--reward-max-steps", args.reward_max_steps, None), ("--fast-steps", args.fast_steps, None),
+        ("--total-timesteps", args.total_timesteps, WRITEUP_PPO_STEPS), ("--n-comparisons", args.n_comparisons, 10_000),
+        ("--reward-max-steps", args.reward_max_steps, None), ("--fast-total-timesteps", args.fast_total_timesteps, None),
         ("--eval-episodes", args.eval_episodes, None)) if value != default]
     return args
 
@@ -111,16 +112,16 @@ def stage_commands(args):
         ("reward", ["train_reward_model.py", *seed, "--no-progress", "--db", "prefs.db", "--out", "rm.pt",
                     *(["--max-steps", str(args.reward_max_steps)] if args.reward_max_steps else [])]),
         ("ppo", ["ppo_rlhf.py", *seed, "--no-progress", "--rlhf", "--reward-model", "rm.pt", "--total-timesteps",
-                 str(args.ppo_steps), "--save-path", "agent_rlhf.pt", *evaluation]),
+                 str(args.total_timesteps), "--save-path", "agent_rlhf.pt", *evaluation]),
         ("fast", ["ppo_rlhf.py", *seed, "--no-progress", "--preset", "fast", "--rlhf", "--reward-model", "rm.pt",
-                  "--save-path", "agent.pt", *(["--total-timesteps", str(args.fast_steps)] if args.fast_steps else []), *evaluation]),
+                  "--save-path", "agent.pt", *(["--total-timesteps", str(args.fast_total_timesteps)] if args.fast_total_timesteps else []), *evaluation]),
     ]
     reference = [
         ("generate", [REFERENCE, "generate", *seed, "--db", "preferences.db", "--n-segments", str(args.n_comparisons),
                       "--n-comparisons", str(args.n_comparisons)]),
         ("reward", [REFERENCE, "reward", *seed, "--db", "preferences.db", "--out", "rewards_model", "--steps",
                     str(args.reference_reward_steps)]),
-        ("ppo", [REFERENCE, "ppo", *seed, "--rlhf", "rewards_model", "--total-timesteps", str(args.reference_ppo_steps)]),
+        ("ppo", [REFERENCE, "ppo", *seed, "--rlhf", "rewards_model", "--total-timesteps", str(args.reference_total_timesteps)]),
     ]
     return [(name, [os.path.join(ROOT, script), *rest]) for name, (script, *rest) in ours], reference
 
@@ -148,7 +149,7 @@ def main(args):
     ours_commands, reference_commands = stage_commands(args)
     ours_runs = {name: [] for name, _ in ours_commands}
     reference_runs = {name: [] for name, _ in reference_commands}
-    reward_target, ppo_target = WRITEUP_REWARD_STEPS, args.ppo_steps // PPO_BATCH * PPO_BATCH
+    reward_target, ppo_target = WRITEUP_REWARD_STEPS, args.total_timesteps // PPO_BATCH * PPO_BATCH
     targets = {"generate": args.n_comparisons, "reward": reward_target, "ppo": ppo_target}
     load_start = os.getloadavg()
     print(f"versus_writeup: {MODE}.")
@@ -223,7 +224,7 @@ def main(args):
     machine = timing.machine()
     record = {"machine": machine, "load_average": {"start": load_start, "end": load_end}, "reference_mode": MODE,
               "quick": args.quick, "seed": args.seed, "repeats": args.repeats, "shrunk": args.shrunk, "targets": targets,
-              "reference_steps": {"reward": args.reference_reward_steps, "ppo": args.reference_ppo_steps},
+              "reference_steps": {"reward": args.reference_reward_steps, "ppo": args.reference_total_timesteps},
               "rows": rows, "stages": {"ours": ours, "reference": reference}}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

@@ -1,7 +1,7 @@
 """Label efficiency: the agent's normalized true return against the labels spent, three ways.
 
     python experiments/label_efficiency.py                                    # 3 seeds x 3 budgets x 3 methods
-    python experiments/label_efficiency.py --seeds 1 --budgets 100 --jobs 1   # one point per method
+    python experiments/label_efficiency.py --seeds 1 --label-budgets 100 --jobs 1   # one point per method
 
 Every point is one `rlhf_loop.py` run (its own process, --jobs at a time) with the synthetic
 teacher labeling by the true reward (C17's synthetic labels):
@@ -43,7 +43,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Normalized true return against labels used: single steps, random segments, C17's loop.")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="loop seeds")
     p.add_argument("--out-dir", default=os.path.join(ROOT, "experiments", "results", "label_efficiency"), help="where results go")
-    p.add_argument("--budgets", type=int, nargs="+", default=[100, 300, 1000], help="label budgets (the grid)")
+    p.add_argument("--label-budgets", type=int, nargs="+", default=[100, 300, 1000], help="rlhf_loop.py's --label-budget, the grid")
     p.add_argument("--methods", nargs="+", choices=tuple(METHODS), default=list(METHODS), help="which ways to spend the labels")
     p.add_argument("--jobs", type=int, default=2, help="loops at once (one core each)")
     return p.parse_args(argv)
@@ -120,7 +120,7 @@ def plot(path, results, rows):
 
 def main(args):
     os.makedirs(args.out_dir, exist_ok=True)
-    queue = [(m, b, s) for b in args.budgets for m in args.methods for s in args.seeds]
+    queue = [(m, b, s) for b in args.label_budgets for m in args.methods for s in args.seeds]
     running, results, begin = [], [], time.perf_counter()
     while queue or running:
         while queue and len(running) < args.jobs:

@@ -2,9 +2,9 @@
 
     python experiments/other_envs.py                                        # Mountain Car and CartPole, seeds 1-5, C17's loop
     python experiments/other_envs.py --method pipeline                      # the three stages once, on random-policy segments
-    python experiments/other_envs.py --envs LunarLander-v3 --seeds 1 2 3
-    MUJOCO_GL=egl python experiments/other_envs.py --envs Hopper-v5 --seeds 1 2 3
-    python experiments/other_envs.py --envs MountainCar-v0 --seeds 1 --quick  # a look: a tenth of the PPO steps
+    python experiments/other_envs.py --env-ids LunarLander-v3 --seeds 1 2 3
+    MUJOCO_GL=egl python experiments/other_envs.py --env-ids Hopper-v5 --seeds 1 2 3
+    python experiments/other_envs.py --env-ids MountainCar-v0 --seeds 1 --quick  # a look: a tenth of the PPO steps
 
 For each env and seed S, every stage runs as a user runs it, its own process on the env's defaults
 (envs.DEFAULTS) with --seed S: C17's loop (rlhf_loop.py, the synthetic teacher being the env's oracle)
@@ -16,7 +16,7 @@ that terminated, which on Mountain Car is reaching the flag), the value of each 
 episodes under the learned reward (does the reward prefer what the env reward taught?), and the env's goal (GOALS, from issue
 #13) met or not on every seed. Writes, under --out-dir/<env>/: results.json, curves.png (the true
 episodic return during training, mean and range over seeds, as the write-up's figure) and a
-Markdown table (results.md) for the README.
+Markdown table (results.md) for docs/other_envs.md.
 """
 
 import argparse
@@ -55,13 +55,13 @@ GOALS = {
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="The pipeline on other envs, per seed, against PPO on the env reward.")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5], help="one whole pipeline per seed")
-    p.add_argument("--envs", nargs="+", default=["MountainCar-v0", "CartPole-v1"], help="env ids (envs.SUPPORTED)")
+    p.add_argument("--env-ids", nargs="+", default=["MountainCar-v0", "CartPole-v1"], help="the stages' --env-id, one pipeline each (envs.SUPPORTED)")
     p.add_argument("--out-dir", default=os.path.join(ROOT, "experiments", "results", "other_envs"), help="where the results go")
     p.add_argument("--method", choices=("loop", "pipeline"), default=None,
                    help="default: the env's (METHOD); loop: C17's loop (rlhf_loop.py: a quarter of the labels on random segments, the rest in --rounds rounds on"
                         " the agent's own); pipeline: the three stages once, every label on random-policy segments")
     p.add_argument("--rounds", type=cli.positive_int, default=3, help="with --method loop: rounds after round 0")
-    p.add_argument("--labels", type=cli.positive_int, default=None, help="labels in all (default: the env's goal, or 1000)")
+    p.add_argument("--label-budget", type=cli.positive_int, default=None, help="labels in all, as rlhf_loop.py's (default: the env's goal, or 1000)")
     p.add_argument("--quick", action="store_true", help="a tenth of each env's PPO steps: a look, not the result")
     p.add_argument("--total-timesteps", type=cli.positive_int, default=None, help="PPO steps of both agents (default: the env's)")
     p.add_argument("--generator-flags", default="", help="extra make_preferences_db.py flags, e.g. '--n-comparisons 500'")
@@ -70,7 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--collect", action="store_true",
                    help="run nothing: rebuild the results (table, curves, JSON) from the seeds' folders of an earlier run, e.g. one stopped early")
     args = p.parse_args(argv)
-    for env_id in args.envs:
+    for env_id in args.env_ids:
         try:
             envs.spec(env_id)
         except envs.EnvError as e:
@@ -105,7 +105,7 @@ def run_pipeline(env_id, seed, workdir, args, method):
     os.makedirs(workdir, exist_ok=True)
     env_spec = envs.spec(env_id)
     common = ["--seed", str(seed), "--env-id", env_id]
-    labels = args.labels or GOALS.get(env_id, (1000,))[0]
+    labels = args.label_budget or GOALS.get(env_id, (1000,))[0]
     steps = args.total_timesteps or envs.defaults(env_id, "ppo_rlhf", continuous=not env_spec.discrete).get("total_timesteps", 1_000_000)
     if args.quick and not args.total_timesteps:
         steps = max(20_000, steps // 10)
@@ -199,11 +199,6 @@ def collect(env_id, seed, workdir, args, method):
     return figures
 
 
-def glob_one(folder):
-    (run,) = [os.path.join(folder, name) for name in os.listdir(folder)]
-    return run
-
-
 def plot(path, env_id, results):
     import matplotlib
     matplotlib.use("Agg")
@@ -249,7 +244,7 @@ def table(env_id, results):
 
 def main(args):
     print(f"machine: {timing.machine()}")
-    for env_id in args.envs:
+    for env_id in args.env_ids:
         method = args.method or METHOD.get(env_id, "loop")
         out = os.path.join(args.out_dir, f"{env_id}_{method}")
         os.makedirs(out, exist_ok=True)

@@ -1,7 +1,9 @@
 """Reward-model accuracy against the number of comparisons: how many labels an accuracy takes.
 
-    python experiments/reward_accuracy.py                                  # 6 sizes x 3 seeds, ~3 minutes on 2 cores
+    python experiments/reward_accuracy.py                                  # 6 sizes x 3 seeds
     python experiments/reward_accuracy.py --sizes 10000 --seeds 1 --ceiling-steps 0  # the default pipeline's point
+
+What it measured, and how long it takes: docs/results.md, "Accuracy against labels".
 
 Every point is the default pipeline with more or fewer comparisons: make_preferences_db.py
 --n-segments N --n-comparisons N (k = 1, the distance oracle, 10% held out), then

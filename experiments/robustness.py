@@ -1,7 +1,7 @@
 """The whole pipeline on each of several seeds: is the learned reward exploit-free on every one?
 
-    python experiments/robustness.py                 # seeds 1-5, ~15 minutes on 2 cores
-    python experiments/robustness.py --quick         # seeds 1-5, the fast route only, ~1 minute
+    python experiments/robustness.py                 # seeds 1-5
+    python experiments/robustness.py --quick         # seeds 1-5, the fast route only
     python experiments/robustness.py --trainer-flags="--reward-form state-action --activation tanh --ensemble-size 1" \
         --ppo-flags="--reward-transform clip"       # the write-up's recipe, for comparison
 
@@ -16,7 +16,8 @@ distance to the true reward, and the exact figures of the learned reward's optim
 write-up's): the normalized true return of the argmax policy, of the worst tied optimal policy,
 and the regret 1 - argmax (the mean over starts of the optimal true return minus that policy's,
 over the mean optimal return); then PPO's greedy and sampled normalized true returns on the
-evaluation's fixed starts. Writes JSON and a Markdown table under --out-dir.
+evaluation's fixed starts. Writes JSON and a Markdown table under --out-dir. What it measured,
+and how long it takes: docs/results.md, "Every seed, the whole pipeline".
 """
 
 import argparse

@@ -45,7 +45,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repo: ppo_rlhf.py and rlhf/
 sys.path.insert(0, ROOT)
-from rlhf import cli, envs
+from rlhf import checkpoints, cli, envs
 from rlhf import moving_dot as md
 
 FORMAT = "moving-dot-experiment"
@@ -187,14 +187,6 @@ def sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def write_json(path, data):
-    """Write a JSON file atomically: a run's result.json is its finished marker."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
 def read_result(run_dir):
     try:
         with open(os.path.join(run_dir, "result.json")) as f:
@@ -315,7 +307,7 @@ def keep_run(run, outcome):
               "condition": run["condition"], "seed": run["seed"], "argv": run["argv"], "reward_model": run["reward_model"],
               "reward_model_sha256": run["reward_model_sha256"], "returncode": outcome["returncode"],
               "wall_s": outcome["wall_s"], "host": outcome["host"]}
-    write_json(os.path.join(run["dir"], "result.json"), result)
+    checkpoints.write_json(os.path.join(run["dir"], "result.json"), result, indent=2)
     return result
 
 
@@ -426,9 +418,9 @@ def main(args):
         if os.path.isfile(record_path):
             with open(record_path) as f:
                 record = json.load(f)
-        record["calls"].append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, "args": {k: v for k, v in vars(args).items() if k != "spec"}})
+        record["calls"].append({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv, "args": cli.recorded(args)})
         os.makedirs(experiment_dir, exist_ok=True)
-        write_json(record_path, record)
+        checkpoints.write_json(record_path, record, indent=2)
         if todo:
             run_tasks(args, todo, repo)
     finally:

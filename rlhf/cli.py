@@ -1,5 +1,6 @@
-"""Argparse value checks shared by the stage scripts, so that a bad flag fails at parse time
-with a one-line message that names the flag's problem."""
+"""Argparse helpers shared by the scripts: value checks, so that a bad flag fails at parse time
+with a one-line message that names the flag's problem; the env's defaults for ``--env-id``; and the
+parsed flags as a run records them (its files, its TensorBoard text)."""
 
 import argparse
 import math
@@ -60,3 +61,14 @@ def env_spec_with_defaults(parser, argv, stage, continuous_defaults=False):
         parser.error(str(e))
     parser.set_defaults(**envs.defaults(env_id, stage, continuous=continuous_defaults and not spec.discrete))
     return spec
+
+
+def recorded(args) -> dict:
+    """The parsed flags as a run's files record them: every value but the EnvSpec (``args.spec``)
+    that a stage's parse_args adds, which is not JSON."""
+    return {key: value for key, value in vars(args).items() if key != "spec"}
+
+
+def hyperparameters_text(args) -> str:
+    """The flags as CleanRL writes them into TensorBoard once (``add_text("hyperparameters", ...)``): a Markdown table."""
+    return "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in recorded(args).items())

@@ -1,6 +1,6 @@
 """The preferences database: every SQL statement of the project lives here.
 
-An SQLite file with four tables (the README documents them):
+An SQLite file with four tables (docs/file_formats.md documents them):
   metadata(key, value)            format, schema version, the env (id, spaces, time limit),
                                   segment length, and one entry per generator run (its arguments and seed)
   segments(id, length, source, batch, reset_seed, start_step, replay_actions)
@@ -185,10 +185,15 @@ def read_metadata(path: str) -> dict:
     return meta
 
 
-def _build_new(path: str, overwrite: bool, fill) -> None:
-    """Create a DB under a temporary name, let ``fill(conn)`` write it, then rename it into place."""
+def refuse_existing(path: str, overwrite: bool) -> None:
+    """Refuse an existing DB unless ``overwrite`` (or an append): the generator checks before any work, a new file before it is built."""
     if os.path.exists(path) and not overwrite:
         raise PreferencesDBError(f"{path} already exists; pass --overwrite to replace it or --append to add to it")
+
+
+def _build_new(path: str, overwrite: bool, fill) -> None:
+    """Create a DB under a temporary name, let ``fill(conn)`` write it, then rename it into place."""
+    refuse_existing(path, overwrite)
     tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
     conn = _connect(f"file:{tmp}?mode=rwc")
     try:

@@ -191,8 +191,8 @@ def step_running(vec, actions, running):
     """Step the envs of ``vec`` whose episodes are still ``running`` (N,) bool, with no autoreset:
     (the observations the actions led to, rewards, terminated), each (N, ...), zeros where not
     running. gymnasium's SyncVectorEnv steps each of its envs in Python anyway, so skipping those
-    whose episode is over saves their whole cost (a random LunarLander episode lasts ~100 steps
-    of a 1000-step limit); the native vector env steps every dot at once."""
+    whose episode is over saves their whole cost (a random policy's episode, LunarLander's say, ends
+    long before the time limit; docs/performance.md); the native vector env steps every dot at once."""
     if not hasattr(vec, "envs"):  # a native vector env: one numpy step for all
         next_obs, reward, terminated, _, info = vec.step(actions)
         running = np.asarray(running)

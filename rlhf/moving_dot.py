@@ -216,11 +216,6 @@ def uniform_steps(n, rng):
     return obs, actions, TRUE_REWARD[states, actions[:, 0]][:, None]
 
 
-def optimal_return(positions) -> np.ndarray:
-    """The best true return from each start: its Manhattan distance to the centre."""
-    return np.abs(np.asarray(positions) - CENTRE).sum(-1)
-
-
 def normalized_return(true_returns, optimal_returns) -> float:
     """Mean true return over mean optimal return: 1.0 is optimal. A ratio of means, not a
     mean of ratios, so that the rare start at the centre (optimum 0) is harmless."""

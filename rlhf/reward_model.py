@@ -55,14 +55,14 @@ class RewardModel(nn.Module):
 
     form 'potential': r(o, a, o') = phi(o') - phi(o), the network is phi(o). A segment's return
     telescopes to phi(o_k) - phi(o_0), so no loop of states earns anything and the learned
-    reward's optimal policy climbs phi (README, "Judging a learned reward");
+    reward's optimal policy climbs phi (docs/results.md, "Judging a learned reward");
     form 'state-action': the write-up's r(o, a), the network sees the action too.
 
     encoding 'normalized': the position scaled to [-position_scale, position_scale] (and a one-hot
     action); 'raw': the write-up's raw pixel coordinates (and the action index as one float).
     A position_scale above 1 lets the network bend sharply within a pixel or two (MLPs fit
     smooth functions first: a learned potential's peak comes out rounded, and then the last
-    steps to it pay little; README, "Judging a learned reward").
+    steps to it pay little; docs/results.md, "Judging a learned reward").
 
     absorbing_state (envs that terminate): the steps after a termination are one state, DAC's
     absorbing state (Kostrikov et al. 2019): the network sees a flag and zeros, not o_T and the
@@ -235,6 +235,19 @@ def preference_loss(returns1, returns2, mu1, mu2, label_noise=0.0):
     return -(mu1 * log_p1 + mu2 * log_p2)
 
 
+def comparison_inputs(model: RewardModel, comparisons):
+    """Network inputs of both segments of every comparison of a db.Comparisons, (n, 2, L, in): L = 2
+    (first and last observation) in the potential form, k (every step) in the state-action form."""
+    return torch.stack([model.segment_inputs(comparisons.obs1, comparisons.actions1, comparisons.absorbing1),
+                        model.segment_inputs(comparisons.obs2, comparisons.actions2, comparisons.absorbing2)], 1)
+
+
+@torch.no_grad()
+def comparison_returns(model: RewardModel, inputs):
+    """The members' mean segment returns R1 and R2, (n,) each, of comparisons encoded by comparison_inputs."""
+    return segment_returns(model, inputs).mean(0).unbind(-1)
+
+
 def preference_accuracy(returns1, returns2, mu1, mu2) -> float:
     """Share of strict preferences whose sign of R1 - R2 is right (NaN if there are none)."""
     diff, strict = np.asarray(returns1 - returns2), np.asarray(mu1 != mu2)
@@ -243,12 +256,11 @@ def preference_accuracy(returns1, returns2, mu1, mu2) -> float:
     return float(((diff > 0) == (np.asarray(mu1) > np.asarray(mu2)))[strict].mean())
 
 
-@torch.no_grad()
-def comparison_accuracy(model: RewardModel, comparisons) -> float:
-    """preference_accuracy of the model's segment returns on a db.Comparisons (any k)."""
-    returns1, returns2 = (segment_returns(model, model.segment_inputs(obs, actions, absorbing)).mean(0).cpu().numpy()
-                          for obs, actions, absorbing in ((comparisons.obs1, comparisons.actions1, comparisons.absorbing1),
-                                                          (comparisons.obs2, comparisons.actions2, comparisons.absorbing2)))
+def comparison_accuracy(model: RewardModel, comparisons, inputs=None) -> float:
+    """The held-out accuracy: preference_accuracy of the model's segment returns on a db.Comparisons
+    (any k). ``inputs``: its comparison_inputs on the model's device, where the caller has them."""
+    inputs = comparison_inputs(model, comparisons).to(model.device) if inputs is None else inputs
+    returns1, returns2 = (returns.cpu().numpy() for returns in comparison_returns(model, inputs))
     return preference_accuracy(returns1, returns2, comparisons.mu1, comparisons.mu2)
 
 
@@ -358,11 +370,16 @@ def for_env(env_spec, encoding="normalized", ensemble_size=1, hidden_size=64, fo
     return model
 
 
+def refuse_existing(path: str, overwrite: bool) -> None:
+    """Refuse to replace an existing model file unless ``overwrite``: the trainer checks before it trains, save before it writes."""
+    if os.path.exists(path) and not overwrite:
+        raise RewardModelError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
+
+
 def save(model: RewardModel, path: str, summary: dict | None = None, overwrite: bool = False, env_params: dict | None = None) -> None:
     """Write the model file atomically; refuse to replace an existing file unless ``overwrite``.
     ``env_params``: the env it was trained for (EnvSpec.params; default the moving dot's)."""
-    if os.path.exists(path) and not overwrite:
-        raise RewardModelError(f"{path} already exists; pass --overwrite to replace it or choose another --out")
+    refuse_existing(path, overwrite)
     if env_params is None:
         from rlhf import envs
 

@@ -5,7 +5,7 @@ r(s, a), learned or true, asks for can be computed exactly by value iteration ov
 state at once, with no RL and no sampling noise. Rolling that policy out on the true env
 says whether the reward, optimized perfectly, produces the behaviour we want: a learned
 reward can order the actions at every position well and still pay more for stepping back
-and forth than for reaching the centre (README, "Judging a learned reward").
+and forth than for reaching the centre (docs/results.md, "Judging a learned reward").
 
 Shared by train_reward_model.py (which reports it for every model) and the benchmarks.
 """
@@ -70,13 +70,6 @@ def true_returns(policy, starts=None, steps=md.MAX_EPISODE_STEPS):
         total += reward[flat]
         states = next_state[flat]
     return total
-
-
-def optimal_policy_score(reward, gamma=0.99, horizon=None):
-    """The normalized true return (true / Manhattan optimum, over every start) of the optimal
-    policy of ``reward``, with that policy (for plots)."""
-    policy, _ = value_iteration(reward, gamma, horizon)
-    return md.normalized_return(true_returns(policy), md.MANHATTAN), policy
 
 
 def optimal_policy_range(reward, gamma=0.99, ties=1e-3, steps=md.MAX_EPISODE_STEPS, values=None):

@@ -126,8 +126,8 @@ from gymnasium.utils.env_checker import check_env
 
 from rlhf import moving_dot as md
 
-TINY_VERSUS = ["--n-comparisons", "300", "--reference-reward-steps", "20", "--reference-ppo-steps", "512", "--ppo-steps", "1024",
-               "--reward-max-steps", "20", "--fast-steps", "1024", "--eval-episodes", "2"]
+TINY_VERSUS = ["--n-comparisons", "300", "--reference-reward-steps", "20", "--reference-total-timesteps", "512", "--total-timesteps", "1024",
+               "--reward-max-steps", "20", "--fast-total-timesteps", "1024", "--eval-episodes", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -178,14 +178,14 @@ def test_versus_marks_and_scales_the_shortened_reference_runs(versus):
     for row in record["rows"]:
         line = next(line for line in printed.splitlines() if line.startswith(row["row"]))
         assert line.endswith("extrapolated") and f"{row['ratio_wall']:.1f}x" in line
-    assert "SHRUNK for a test (--ppo-steps" in printed
+    assert "SHRUNK for a test (--total-timesteps" in printed
 
 
 def test_versus_defaults_are_the_full_workloads_and_extrapolate_only_shortened_runs():
     args = versus_writeup.parse_args([])
-    assert (args.reference_reward_steps, args.reference_ppo_steps, args.shrunk) == (100_000, 1_000_000, [])
+    assert (args.reference_reward_steps, args.reference_total_timesteps, args.shrunk) == (100_000, 1_000_000, [])
     quick = versus_writeup.parse_args(["--quick"])
-    assert (quick.reference_reward_steps, quick.reference_ppo_steps, quick.ppo_steps) == (10_000, 100_000, 1_000_000)
+    assert (quick.reference_reward_steps, quick.reference_total_timesteps, quick.total_timesteps) == (10_000, 100_000, 1_000_000)
     full = {"wall_s": 10.0, "cpu_s": 12.0, "peak_mb": 300.0, "steps": 1000, "loop_wall_s": 8.0, "loop_cpu_s": 9.0}
     assert versus_writeup.extrapolate(full, 1000) == {**full, "extrapolated": False, "factor": 1.0}
     assert versus_writeup.extrapolate(full, 10_000)["wall_s"] == pytest.approx(10.0 + 9 * 8.0)

@@ -28,7 +28,7 @@ from rlhf import moving_dot as md
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = [str(a) for a in ["--seed", 5, "--label-budget", 6, "--rounds", 1, "--initial-share", 0.5, "--total-timesteps", 4096,
-                          "--reward-steps", 10, "--reward-batch-size", 16, "--ensemble", 2, "--candidate-factor", 4,
+                          "--reward-max-steps", 10, "--reward-batch-size", 16, "--ensemble-size", 2, "--candidate-factor", 4,
                           "--eval-episodes", 5, "--eval-comparisons", 60, "--segment-length", 5, "--no-progress"]]
 SECONDS = ("wait_seconds", "round_seconds", "wall_seconds")  # wall-clock figures differ between runs; nothing else may
 
@@ -212,7 +212,7 @@ def test_a_second_loop_on_the_same_folder_is_refused(reference, tmp_path):
     (["--label-budget", "8"], "--label-budget 8"),
     (["--seed", "6"], "--seed 6"),
     (["--teacher", "human"], "--teacher human"),
-    (["--reward-steps", "11"], "--reward-steps 11"),
+    (["--reward-max-steps", "11"], "--reward-max-steps 11"),
 ])
 def test_resume_refuses_a_flag_that_would_change_the_loop(reference, capsys, flags, named):
     with pytest.raises(SystemExit) as e:
@@ -224,6 +224,20 @@ def test_resume_takes_the_saved_flags_and_this_sessions_polling(reference):
     args = rlhf_loop.parse_args(["--out-dir", str(reference[0]), "--resume", "--poll-seconds", "9", "--progress", *FLAGS[:4]])
     assert (args.seed, args.label_budget, args.queries, args.ppo_steps, args.poll_seconds, args.progress) == (5, 6, [3, 3], 2048, 9.0, True)
     assert args.db == os.path.join(str(reference[0]), "preferences.db") and args.resume and not args.overwrite
+
+
+def test_resume_reads_a_loop_saved_with_the_old_flag_names(tmp_path, capsys):
+    """rounds.json of a loop started before --ensemble and --reward-steps took the trainer's names."""
+    out = tmp_path / "loop"
+    saved = vars(rlhf_loop.parse_args(["--out-dir", str(out), *FLAGS]))
+    saved["ensemble"], saved["reward_steps"] = saved.pop("ensemble_size"), saved.pop("reward_max_steps")
+    out.mkdir()
+    (out / "rounds.json").write_text(json.dumps({"args": saved, "rounds": []}))
+    args = rlhf_loop.parse_args(["--out-dir", str(out), "--resume", "--ensemble-size", "2"])
+    assert (args.ensemble_size, args.reward_max_steps) == (2, 10) and not {"ensemble", "reward_steps"} & set(vars(args))
+    with pytest.raises(SystemExit):
+        rlhf_loop.parse_args(["--out-dir", str(out), "--resume", "--reward-max-steps", "11"])
+    assert "--reward-max-steps 11 would change the loop" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags", [

@@ -340,8 +340,8 @@ def test_no_closed_loop_earns_anything_in_the_potential_form(seed):
     potential = rm.reward_table(rm.RewardModel("normalized", ensemble_size=3))
     state_action = rm.reward_table(rm.RewardModel("normalized", ensemble_size=3, form="state-action"))
     step = np.abs(potential).max()
-    assert step > 1e-4  # the potential model's steps pay something (about 1e-3 at init) ...
-    for moves in LOOPS:  # ... but its loops pay 0, to float32 rounding of phi (relative 1e-5 of a step)
+    assert step > 1e-4  # the potential model's steps pay something (a random init's phi is not flat) ...
+    for moves in LOOPS:  # ... but its loops pay 0, to float32 rounding of phi
         assert np.abs(cycle_returns(potential, moves)).max() < 1e-3 * step, moves
     # the state-action form has no such property: some loop pays as much as a step
     for moves in (LOOPS[0], LOOPS[2]):
@@ -703,14 +703,14 @@ def test_training_learns_the_true_reward_order(trained, prefs_db):
     assert rm.action_order_agreement(table) == pytest.approx(summary["action_order_agreement"])
     assert rm.reward_correlation(table) == pytest.approx(summary["reward_correlation"])
     assert rm.epic_distance(model) == pytest.approx(summary["epic_distance"])
-    assert 0 <= summary["epic_distance"] < 0.3  # measured 0.11 (a random init: 0.5-0.6)
+    assert 0 <= summary["epic_distance"] < 0.3  # between a trained model and a random init (docs/testing.md)
     # the optimal policy of the learned reward as PPO uses it by default (normalized), recomputed,
     # and it is a good one on this easy task
     assert summary["reward_transform"] == "normalize" and "optimal_policy_normalized_return_unclipped" not in summary
     scores, _ = vi.reward_scores(rm.transform_rewards(table, "normalize", table))
     assert summary["optimal_policy_normalized_return"] == pytest.approx(scores["argmax"])
     assert summary["optimal_policy_worst_normalized_return"] == pytest.approx(scores["worst"])
-    assert vi.optimal_policy_score(table)[0] == pytest.approx(summary["optimal_policy_normalized_return"])  # an affine map
+    assert vi.reward_scores(table)[0]["argmax"] == pytest.approx(summary["optimal_policy_normalized_return"])  # an affine map
     assert summary["optimal_policy_worst_normalized_return"] <= summary["optimal_policy_normalized_return"] + 1e-9
     assert summary["optimal_policy_worst_normalized_return"] > 0.9 and summary["score_seconds"] > 0  # timed by the benchmark, not here
     # the held-out accuracy recomputed from the DB, from the per-step reward r(o_0, a_0, o_1)
@@ -800,8 +800,7 @@ def test_raw_encoding_learns_worse_than_normalized_on_the_same_budget(prefs_db, 
                           "--seed", 1, "--reward-form", form, "--activation", activation) for enc in rm.ENCODINGS}
     raw = rm.load(str(tmp_path / "raw.pt"))
     assert raw.config["encoding"] == "raw" and raw.form == form and raw.config["activation"] == activation
-    # measured (seeds 1-3), action-order agreement: potential/relu raw 0.79, normalized 0.997-0.998;
-    # state-action/tanh raw 0.84-0.90, normalized 0.988
+    # the margin is well inside the gap seeds 1-3 show in both forms (docs/testing.md)
     assert results["raw"]["action_order_agreement"] < results["normalized"]["action_order_agreement"] - 0.05
     assert results["raw"]["val_accuracy"] < results["normalized"]["val_accuracy"]
 

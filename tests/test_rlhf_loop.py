@@ -19,7 +19,7 @@ from rlhf import db
 from rlhf import moving_dot as md
 from rlhf import reward_model as rm
 
-TINY = ["--total-timesteps", 4096, "--reward-steps", 10, "--reward-batch-size", 16, "--ensemble", 2, "--candidate-factor", 4,
+TINY = ["--total-timesteps", 4096, "--reward-max-steps", 10, "--reward-batch-size", 16, "--ensemble-size", 2, "--candidate-factor", 4,
         "--eval-episodes", 5, "--eval-comparisons", 60, "--segment-length", 5, "--no-progress"]
 
 

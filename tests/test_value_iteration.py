@@ -17,8 +17,7 @@ def true_policy():
 def test_true_reward_policy_is_optimal_from_every_start(true_policy):
     assert true_policy.shape == (md.N_STATES,)
     np.testing.assert_array_equal(vi.true_returns(true_policy), md.MANHATTAN)
-    score, _ = vi.optimal_policy_score(md.TRUE_REWARD)
-    assert score == 1.0
+    assert vi.reward_scores(md.TRUE_REWARD)[0]["argmax"] == 1.0
 
 
 def test_true_reward_finite_horizon_policy_is_optimal_from_every_start():
@@ -46,14 +45,14 @@ def test_a_reward_for_any_move_is_exploited_by_oscillating():
     return is far below the optimum."""
     reward = np.ones((md.N_STATES, md.N_ACTIONS))
     reward[:, 0] = 0.0
-    score, policy = vi.optimal_policy_score(reward)
+    scores, policy = vi.reward_scores(reward)
     assert (policy != 0).all()
-    assert score < 0.5
+    assert scores["argmax"] < 0.5
 
 
 def test_a_reward_that_pays_for_moving_away_gives_a_negative_return():
-    score, policy = vi.optimal_policy_score(-md.TRUE_REWARD)
-    assert score < -0.5
+    scores, policy = vi.reward_scores(-md.TRUE_REWARD)
+    assert scores["argmax"] < -0.5
     corners = [md.position_to_state(c) for c in ([md.X_MIN, md.Y_MIN], [md.X_MAX, md.Y_MAX])]
     assert (vi.true_returns(policy, starts=corners) == 0).all()  # from a corner, nothing to gain: it stays
 
@@ -117,15 +116,16 @@ def test_reward_scores_of_the_true_reward_are_perfect(true_policy):
 
 
 def test_reward_scores_equal_the_separate_figures_and_see_the_ties():
-    """reward_scores runs value iteration once; its figures are optimal_policy_score's and
-    optimal_policy_range's, ties included (the clipped 2-cycle reward of the test above)."""
+    """reward_scores runs value iteration once; its figures are those of the argmax policy's true
+    return and of optimal_policy_range, ties included (the clipped 2-cycle reward of the test above)."""
     reward = 2.0 * md.TRUE_REWARD
     x = md.POSITIONS[:, 0]
     right, left = md.ACTION_NAMES.index("right"), md.ACTION_NAMES.index("left")
     reward[x == md.CENTRE[0], right] = reward[x == md.CENTRE[0] + 1, left] = 1.0
     for r in (reward, np.clip(reward, -1, 1)):
         scores, policy = vi.reward_scores(r)
-        score, argmax_policy = vi.optimal_policy_score(r)
+        argmax_policy = vi.value_iteration(r)[0]
+        score = md.normalized_return(vi.true_returns(argmax_policy), md.MANHATTAN)
         assert scores["argmax"] == pytest.approx(score)
         np.testing.assert_array_equal(policy, argmax_policy)
         assert (scores["worst"], scores["best"]) == pytest.approx(vi.optimal_policy_range(r))
