@@ -274,7 +274,7 @@ def test_reward_recipes_refuses_a_recipe_without_a_name(capsys):
 def test_before_after_checks_out_a_commit_and_refuses_a_bad_one(tmp_path):
     import before_after
     before_after.checkout("HEAD", str(tmp_path))
-    for name in ("make_preferences_db.py", "train_reward_model.py", "ppo_rlhf.py", "reward_model.py"):
+    for name in ("make_preferences_db.py", "train_reward_model.py", "ppo_rlhf.py", "rlhf/reward_model.py"):
         assert (tmp_path / name).is_file()
     with pytest.raises(SystemExit) as e:
         before_after.checkout("no-such-revision-xyz", str(tmp_path / "bad"))
