@@ -358,7 +358,7 @@ def test_train_reward_model_trains_on_human_labels(tmp_path):
     assert answered == {"train": 10, "validation": 1}
     summary = train_reward_model.main(train_reward_model.parse_args([
         "--db", path, "--out", str(tmp_path / "rm.pt"), "--label-source", "human", "--max-steps", "20",
-        "--eval-every", "10", "--run-dir", str(tmp_path / "runs"), "--no-progress", "--no-cuda"]))
+        "--eval-every", "10", "--run-dir", str(tmp_path / "runs"), "--no-progress", "--no-cuda", "--no-plot"]))
     assert (summary["n_train"], summary["n_validation"]) == (10, 1)
 
 
