@@ -1,5 +1,7 @@
-"""benchmarks/reward_accuracy.py on a tiny grid: each point is a real generate-and-train run whose
-figures reach the tables, and the least-squares reference fit learns the true reward's order."""
+"""The benchmarks on tiny sizes: reward_accuracy.py (each point is a real generate-and-train run whose
+figures reach the tables, and the least-squares reference fit learns the true reward's order),
+robustness.py (a whole pipeline per seed), versus_writeup.py and writeup_reference.py (the
+write-up's side), reward_recipes.py and before_after.py."""
 
 import json
 import os
