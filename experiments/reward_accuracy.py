@@ -72,7 +72,7 @@ def point(size, seed, work, fresh):
     for argv in (script("make_preferences_db.py", "--seed", seed, "--db", f"{name}.db", "--n-segments", size,
                         "--n-comparisons", size),
                  script("train_reward_model.py", "--seed", seed, "--db", f"{name}.db", "--out", f"{name}.pt", "--no-progress",
-                        "--run-dir", os.path.join(work, "runs"))):
+                        "--no-plot", "--run-dir", os.path.join(work, "runs"))):  # its PNG would go with the scratch folder
         done = subprocess.run(argv, cwd=work, capture_output=True, text=True)
         if done.returncode != 0:
             sys.exit(f"reward_accuracy: {' '.join(argv)} failed:\n{done.stdout}{done.stderr}")

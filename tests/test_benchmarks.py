@@ -1,5 +1,7 @@
-"""experiments/reward_accuracy.py on a tiny grid: each point is a real generate-and-train run whose
-figures reach the tables, and the least-squares reference fit learns the true reward's order."""
+"""The benchmarks on tiny sizes: reward_accuracy.py (each point is a real generate-and-train run whose
+figures reach the tables, and the least-squares reference fit learns the true reward's order),
+robustness.py (a whole pipeline per seed), versus_writeup.py and writeup_reference.py (the
+write-up's side), reward_recipes.py and before_after.py."""
 
 import json
 import os
@@ -17,8 +19,8 @@ import reward_accuracy as ra
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("reward_accuracy")
-    ra.main(ra.parse_args(["--sizes", "200", "600", "--seeds", "1", "--fresh", "2000", "--ceiling-steps", "1000",
-                           "--ceiling-every", "500", "--out-dir", str(out)]))
+    ra.main(ra.parse_args(["--sizes", "200", "600", "--seeds", "1", "--fresh", "2000", "--ceiling-steps", "500",
+                           "--ceiling-every", "250", "--out-dir", str(out)]))
     with open(out / "results.json") as f:
         return json.load(f), out
 
@@ -37,10 +39,10 @@ def test_points_are_trainings_of_the_size_asked_and_scored_on_fresh_pairs(tiny):
 
 def test_the_least_squares_reference_learns_the_order_of_the_true_reward(tiny):
     record, _ = tiny
-    assert [c["steps"] for c in record["ceiling"]] == [500, 1000]
+    assert [c["steps"] for c in record["ceiling"]] == [250, 500]
     first, last = record["ceiling"]
     assert last["rmse"] < first["rmse"]  # fitting minus the distance, which spans [-127, 0]
-    assert last["fresh_accuracy"] > 0.93
+    assert last["fresh_accuracy"] > 0.93  # measured 0.975 (RMSE 8.1 -> 1.0)
 
 
 def test_table_and_figure_are_written(tiny):
@@ -48,7 +50,7 @@ def test_table_and_figure_are_written(tiny):
     report = (out / "results.md").read_text()
     assert f"| 600 | {record['rows'][1]['val_accuracy_mean']:.4f} ± 0.0000" in report
     assert "at no size measured" in report or "from 200 comparisons" in report or "from 600 comparisons" in report
-    assert f"| 1000 | {record['ceiling'][1]['fresh_accuracy']:.4f} |" in report
+    assert f"| 500 | {record['ceiling'][1]['fresh_accuracy']:.4f} |" in report
     with Image.open(out / "reward_accuracy.png") as image:
         assert image.format == "PNG" and image.size[0] > image.size[1] > 300
 
@@ -81,7 +83,7 @@ def robust(tmp_path_factory):
     out = tmp_path_factory.mktemp("robustness")
     results = robustness.main(robustness.parse_args([
         "--seeds", "1", "2", "--quick", "--out-dir", str(out), "--generator-flags=--n-segments 400 --n-comparisons 400",
-        "--trainer-flags=--max-steps 200 --eval-every 100", "--ppo-flags=--total-timesteps 2048 --eval-episodes 8"]))
+        "--trainer-flags=--max-steps 200 --eval-every 100 --no-plot", "--ppo-flags=--total-timesteps 1024 --eval-episodes 8"]))
     return results, out
 
 

@@ -5,14 +5,13 @@ of PPO's learned reward, and running observation statistics that survive the age
 
 import os
 import sqlite3
-import subprocess
-import sys
 
 import custom_envs  # registers the tests' envs
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from in_process import run_script
 
 import make_preferences_db as gen
 import ppo_rlhf as ppo
@@ -437,9 +436,8 @@ def made(tmp_path_factory):
 
 
 def test_the_trainer_refuses_a_db_of_another_env_in_one_line(made, tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "train_reward_model.py"), "--db", made["mountaincar_db"],
-                             "--out", str(tmp_path / "rm.pt"), "--run-dir", str(tmp_path / "runs"), "--no-progress"],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    result = run_script(os.path.join(ROOT, "train_reward_model.py"), "--db", made["mountaincar_db"], "--out", tmp_path / "rm.pt",
+                        "--run-dir", tmp_path / "runs", "--no-progress", cwd=tmp_path)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from in_process import run_script
 
 import make_preferences_db as gen
 from rlhf import db, envs
@@ -400,7 +401,7 @@ def test_good_flags_parse(tmp_path):
 
 # --- command line -------------------------------------------------------------------------------
 
-def test_cli_help():
+def test_cli_help():  # the script's one test in a process of its own; the others run its __main__ in this one
     out = subprocess.run([sys.executable, SCRIPT, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0
     for flag in ("--db", "--n-comparisons", "--segment-length", "--oracle", "--teacher-beta", "--teacher-eps-skip",
@@ -411,8 +412,7 @@ def test_cli_help():
 def test_cli_refuses_an_existing_db_with_a_one_line_error(tmp_path):
     path = generate(tmp_path / "p.db", "--n-segments", 50, "--n-comparisons", 50)
     before = open(path, "rb").read()
-    out = subprocess.run([sys.executable, SCRIPT, "--db", path, "--n-segments", "50", "--n-comparisons", "50"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    out = run_script(SCRIPT, "--db", path, "--n-segments", "50", "--n-comparisons", "50", cwd=ROOT)
     assert out.returncode != 0
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1, out.stderr
@@ -595,9 +595,8 @@ def test_a_one_member_model_cannot_choose_by_disagreement(tmp_path):
 
 def test_cli_bad_policy_file_is_a_one_line_error(tmp_path):
     (tmp_path / "agent.pt").write_bytes(b"not an agent")
-    out = subprocess.run([sys.executable, SCRIPT, "--db", str(tmp_path / "p.db"), "--policy", str(tmp_path / "agent.pt"),
-                          "--segment-length", "5", "--n-segments", "20", "--n-comparisons", "5"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    out = run_script(SCRIPT, "--db", tmp_path / "p.db", "--policy", tmp_path / "agent.pt", "--segment-length", "5",
+                     "--n-segments", "20", "--n-comparisons", "5", cwd=ROOT)
     assert out.returncode != 0 and "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "--policy" in lines[0] and "agent.pt" in lines[0]

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import gymnasium as gym
 import numpy as np
 import pytest
+from in_process import run_script
 from PIL import Image
 
 import label_preferences as lp
@@ -356,7 +357,7 @@ def test_train_reward_model_trains_on_human_labels(tmp_path):
     assert answered == {"train": 10, "validation": 1}
     summary = train_reward_model.main(train_reward_model.parse_args([
         "--db", path, "--out", str(tmp_path / "rm.pt"), "--label-source", "human", "--max-steps", "20",
-        "--eval-every", "10", "--run-dir", str(tmp_path / "runs"), "--no-progress", "--no-cuda"]))
+        "--eval-every", "10", "--run-dir", str(tmp_path / "runs"), "--no-progress", "--no-cuda", "--no-plot"]))
     assert (summary["n_train"], summary["n_validation"]) == (10, 1)
 
 
@@ -473,7 +474,7 @@ def test_a_segment_that_cannot_be_replayed_says_why(car_client, car_db):
 
 
 def test_the_env_comes_from_the_db_and_a_renderer_that_fails_stops_the_start(car_db, monkeypatch, capsys):
-    other = run_script("--db", car_db, "--env-id", "CartPole-v1")
+    other = run_cli("--db", car_db, "--env-id", "CartPole-v1")
     assert other.returncode != 0 and other.stdout == "" and other.stderr.count("\n") == 1
     assert f"{car_db} was made for MountainCar-v0, not CartPole-v1; pass --env-id MountainCar-v0" in other.stderr
 
@@ -493,26 +494,35 @@ def test_the_env_comes_from_the_db_and_a_renderer_that_fails_stops_the_start(car
 
 # --- the command line --------------------------------------------------------------------------
 
-def run_script(*args, **kwargs):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "labeling", "label_preferences.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60, **kwargs)
+def run_cli(*args):
+    """The command line in this process (tests/in_process.py), for the refusals before serving: a
+    server that starts fails the test (a traceback) instead of blocking it."""
+    from unittest import mock
+
+    from werkzeug.serving import BaseWSGIServer
+
+    def serve_forever(self, *args, **kwargs):
+        raise AssertionError("the server started")
+
+    with mock.patch.object(BaseWSGIServer, "serve_forever", serve_forever):
+        return run_script(os.path.join(ROOT, "labeling", "label_preferences.py"), *args, cwd=ROOT)
 
 
 def test_bad_db_or_port_gives_a_one_line_error(tmp_path, queries):
-    missing = run_script("--db", str(tmp_path / "missing.db"))
+    missing = run_cli("--db", str(tmp_path / "missing.db"))
     foreign = tmp_path / "foreign.db"
     foreign.write_text("not a database")
-    bad = run_script("--db", str(foreign))
+    bad = run_cli("--db", str(foreign))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        busy = run_script("--db", queries, "--port", str(taken.getsockname()[1]))
+        busy = run_cli("--db", queries, "--port", str(taken.getsockname()[1]))
     for result, message in ((missing, "not found"), (bad, "is not an SQLite database"), (busy, "pass another --port")):
         assert result.returncode != 0 and result.stdout == ""
         assert result.stderr.count("\n") == 1 and result.stderr.startswith("label_preferences.py: error:") and message in result.stderr
 
 
-def test_the_server_listens_on_localhost_and_prints_the_url(queries):
+def test_the_server_listens_on_localhost_and_prints_the_url(queries):  # the script's one test in a process of its own
     import urllib.request
 
     assert lp.parse_args([]).host == "127.0.0.1"

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from hand_built import manhattan_potential_model
+from in_process import run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import ppo_rlhf as ppo
@@ -525,9 +526,7 @@ def test_existing_save_path_without_overwrite_fails_before_training(tmp_path):
 def test_cli_bad_reward_model_exits_with_a_one_line_error(tmp_path):
     (tmp_path / "notes.pt").write_text("hello\n")
     for path, fragment in ((tmp_path / "nope.pt", "not found"), (tmp_path / "notes.pt", "not a readable")):
-        result = subprocess.run([sys.executable, SCRIPT, "--rlhf", "--reward-model", str(path), "--no-progress",
-                                 "--run-dir", str(tmp_path / "runs")], capture_output=True, text=True,
-                                cwd=tmp_path, timeout=120)
+        result = run_script(SCRIPT, "--rlhf", "--reward-model", path, "--no-progress", "--run-dir", tmp_path / "runs", cwd=tmp_path)
         assert result.returncode != 0
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr
@@ -535,7 +534,7 @@ def test_cli_bad_reward_model_exits_with_a_one_line_error(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_cli_bad_flag_exits_with_code_2(tmp_path):
+def test_cli_bad_flag_exits_with_code_2(tmp_path):  # the script's one test in a process of its own
     result = subprocess.run([sys.executable, SCRIPT, "--num-envs", "0", "--run-dir", str(tmp_path / "runs")],
                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 2 and "--num-envs" in result.stderr and "error:" in result.stderr

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from hand_built import manhattan_potential_model
+from in_process import run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import make_preferences_db as gen
@@ -26,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "train_reward_model.py")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DOT = envs.spec("MovingDot-v0")
+TRAINED_STEPS = 1200  # the `trained` model's budget: enough to stop early, and to learn the order (0.999 agreement)
 DOT_SPACES = {"obs_dim": 2, "n_actions": 5, "action_low": None, "action_high": None, "absorbing_state": False}  # the config's env part, the dot's
 
 
@@ -40,9 +42,12 @@ def train(db_path, out, run_dir, *flags):
     return trm.main(args)
 
 
-def run_cli(*flags, cwd):
-    return subprocess.run([sys.executable, SCRIPT, "--no-progress", *map(str, flags)], capture_output=True,
-                          text=True, cwd=cwd, timeout=120)
+def run_cli(*flags, cwd, own_process=False):
+    """The command line: in this process (tests/in_process.py), or as a process of its own."""
+    if own_process:
+        return subprocess.run([sys.executable, SCRIPT, "--no-progress", *map(str, flags)], capture_output=True,
+                              text=True, cwd=cwd, timeout=120)
+    return run_script(SCRIPT, "--no-progress", *flags, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +59,10 @@ def prefs_db(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(prefs_db, tmp_path_factory):
     """A model of the defaults (potential form, normalized encoding, ReLU, 3 members) trained with
-    early stopping on a 3000-step budget."""
+    early stopping on a budget of TRAINED_STEPS steps (measured: it stops at step 1000, best at 600)."""
     tmp = tmp_path_factory.mktemp("trained")
     out = tmp / "model.pt"
-    summary = train(prefs_db, out, tmp / "runs", "--max-steps", 3000, "--seed", 1)
+    summary = train(prefs_db, out, tmp / "runs", "--max-steps", TRAINED_STEPS, "--seed", 1)
     return summary, out, tmp
 
 
@@ -688,9 +693,9 @@ def test_training_learns_the_true_reward_order(trained, prefs_db):
     assert summary["action_order_agreement"] >= 0.95, summary
     assert summary["reward_correlation"] >= 0.8, summary
     assert summary["n_train"] == 2700 and summary["n_validation"] == 300 and summary["segment_length"] == 1
-    assert 0 < summary["best_step"] <= summary["steps"] <= 3000
+    assert 0 < summary["best_step"] <= summary["steps"] <= TRAINED_STEPS
     assert summary["best_step"] % summary["args"]["eval_every"] == 0  # evaluated every --eval-every steps
-    assert summary["stopped_early"] == (summary["steps"] < 3000)
+    assert summary["stopped_early"] == (summary["steps"] < TRAINED_STEPS)
     assert np.isfinite(summary["val_loss"]) and summary["val_loss"] < np.log(2)
     # the file holds the scored (best) weights and the summary
     model = rm.load(str(out))
@@ -781,7 +786,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(prefs_db, tmp_path):
     # --min-delta 1: nothing after the first evaluation counts as better, so with --patience 2
     # the run stops at the third evaluation and keeps the weights of the first
     summary = train(prefs_db, tmp_path / "m.pt", tmp_path / "runs", "--max-steps", 1000, "--eval-every", 20,
-                    "--patience", 2, "--min-delta", 1)
+                    "--patience", 2, "--min-delta", 1, "--no-plot")
     assert (summary["steps"], summary["best_step"], summary["stopped_early"]) == (60, 20, True)
     events = EventAccumulator(glob.glob(str(tmp_path / "runs" / "*"))[0])
     events.Reload()
@@ -790,14 +795,15 @@ def test_early_stopping_stops_and_restores_the_best_weights(prefs_db, tmp_path):
     assert summary["val_loss"] == pytest.approx(val_loss[20], rel=1e-5)
     assert val_loss[60] != pytest.approx(val_loss[20], rel=1e-3)
     # the default --patience is 4 evaluations
-    default = train(prefs_db, tmp_path / "d.pt", tmp_path / "default_runs", "--max-steps", 1000, "--eval-every", 20, "--min-delta", 1)
+    default = train(prefs_db, tmp_path / "d.pt", tmp_path / "default_runs", "--max-steps", 1000, "--eval-every", 20, "--min-delta", 1,
+                    "--no-plot")
     assert (default["steps"], default["best_step"], default["stopped_early"]) == (100, 20, True)
 
 
 @pytest.mark.parametrize("form, activation", [("potential", "relu"), ("state-action", "tanh")])  # the default, the write-up's
 def test_raw_encoding_learns_worse_than_normalized_on_the_same_budget(prefs_db, tmp_path, form, activation):
-    results = {enc: train(prefs_db, tmp_path / f"{enc}.pt", tmp_path / "runs", "--max-steps", 1000, "--encoding", enc,
-                          "--seed", 1, "--reward-form", form, "--activation", activation) for enc in rm.ENCODINGS}
+    results = {enc: train(prefs_db, tmp_path / f"{enc}.pt", tmp_path / "runs", "--max-steps", 200, "--encoding", enc,
+                          "--seed", 1, "--reward-form", form, "--activation", activation, "--no-plot") for enc in rm.ENCODINGS}
     raw = rm.load(str(tmp_path / "raw.pt"))
     assert raw.config["encoding"] == "raw" and raw.form == form and raw.config["activation"] == activation
     # the margin is well inside the gap seeds 1-3 show in both forms (docs/testing.md)
@@ -812,7 +818,8 @@ def test_flipped_labels_learn_the_opposite_reward(tmp_path):
         n = conn.execute("UPDATE comparisons SET mu1 = 1 - mu1, mu2 = 1 - mu2 WHERE status = 'labeled'").rowcount
     conn.close()
     assert n == 3000
-    summary = train(path, tmp_path / "away.pt", tmp_path / "runs", "--max-steps", 1000)
+    # measured (300 steps, seeds 1-3): accuracy 0.986-0.990, agreement 0.001-0.002, correlation -0.92..-0.93, EPIC 0.994
+    summary = train(path, tmp_path / "away.pt", tmp_path / "runs", "--max-steps", 300, "--no-plot")
     assert summary["val_accuracy"] >= 0.9  # it fits the (flipped) labels it was given ...
     assert summary["action_order_agreement"] <= 0.05  # ... which order the actions backwards
     assert summary["reward_correlation"] <= -0.7
@@ -838,8 +845,8 @@ def test_ensemble_with_label_noise_trains_and_round_trips(prefs_db, tmp_path):
 def test_same_seed_same_model_other_seed_other_model(prefs_db, tmp_path):
     tables, summaries = {}, {}
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
-        summaries[name] = train(prefs_db, tmp_path / f"{name}.pt", tmp_path / name / "runs", "--max-steps", 200,
-                                "--seed", seed, "--eval-every", 50)
+        summaries[name] = train(prefs_db, tmp_path / f"{name}.pt", tmp_path / name / "runs", "--max-steps", 100,
+                                "--seed", seed, "--eval-every", 50, "--no-plot")
         tables[name] = rm.reward_table(rm.load(str(tmp_path / f"{name}.pt")))
     np.testing.assert_array_equal(tables["a"], tables["b"])
     assert summaries["a"]["val_loss"] == summaries["b"]["val_loss"]
@@ -859,7 +866,7 @@ def test_label_source_human_without_human_labels_fails(prefs_db, tmp_path):
 
 def test_cli_missing_db_exits_with_a_one_line_error(tmp_path):
     result = run_cli("--db", tmp_path / "nope.db", "--out", tmp_path / "m.pt", "--run-dir", tmp_path / "runs",
-                     cwd=tmp_path)
+                     cwd=tmp_path, own_process=True)  # the script's one test in a process of its own
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -885,7 +892,7 @@ def test_cli_existing_out_without_overwrite_fails_before_training(prefs_db, tmp_
 def test_overwrite_replaces_an_existing_out(prefs_db, tmp_path):
     out = tmp_path / "m.pt"
     out.write_bytes(b"old")
-    summary = train(prefs_db, out, tmp_path / "runs", "--max-steps", 50, "--overwrite")
+    summary = train(prefs_db, out, tmp_path / "runs", "--max-steps", 50, "--overwrite", "--no-plot")
     assert rm.load(str(out)).summary["steps"] == summary["steps"] == 50
 
 
@@ -928,12 +935,12 @@ def test_init_continues_from_a_model_file_with_its_architecture(prefs_db, tmp_pa
     """The second run passes none of the architecture flags: the form and the activation (not
     the defaults, potential and relu) come from the file, as the sizes do."""
     first = tmp_path / "first.pt"
-    train(prefs_db, first, tmp_path / "runs", "--ensemble-size", 2, "--hidden-size", 16, "--max-steps", 300, "--eval-every", 100,
-          "--reward-form", "state-action", "--activation", "tanh", "--position-scale", 3)
+    train(prefs_db, first, tmp_path / "runs", "--ensemble-size", 2, "--hidden-size", 16, "--max-steps", 100, "--eval-every", 50,
+          "--reward-form", "state-action", "--activation", "tanh", "--position-scale", 3, "--no-plot")
     start = rm.load(str(first))
     # one tiny step from the first model: the result is the first model, nearly; a fresh init is not
     summary = train(prefs_db, tmp_path / "second.pt", tmp_path / "runs", "--init", first, "--max-steps", 1,
-                    "--learning-rate", 1e-9, "--eval-every", 1)
+                    "--learning-rate", 1e-9, "--eval-every", 1, "--no-plot")
     second = rm.load(str(tmp_path / "second.pt"))
     assert second.config == start.config == {"encoding": "normalized", "ensemble_size": 2, "hidden_size": 16,
                                              "form": "state-action", "activation": "tanh", "position_scale": 3.0, **DOT_SPACES}
@@ -956,12 +963,16 @@ def test_without_held_out_labels_early_stopping_watches_the_training_loss(tmp_pa
     assert os.path.getsize(tmp_path / "m.png") > 10_000
 
 
-def test_ema_weights_are_what_is_evaluated_and_kept(prefs_db, tmp_path):
-    """--ema-decay 0 keeps the raw Adam weights; the default keeps their moving average: a
-    different model from the same seed and batches, and one that still learns the order."""
-    raw = train(prefs_db, tmp_path / "raw.pt", tmp_path / "runs", "--max-steps", 1500, "--ema-decay", 0)
-    averaged = train(prefs_db, tmp_path / "ema.pt", tmp_path / "runs", "--max-steps", 1500)
+def test_ema_weights_are_what_is_evaluated_and_kept(trained, prefs_db, tmp_path):
+    """--ema-decay 0 keeps the raw Adam weights; the default (the `trained` model) keeps their
+    moving average: a different model from the same seed, batches and budget, and one that still
+    learns the order."""
+    averaged, averaged_path, _ = trained
+    # measured: both stop at step 1000, held-out accuracy 0.996, first-layer weights up to 0.08 apart
+    raw = train(prefs_db, tmp_path / "raw.pt", tmp_path / "runs", "--max-steps", TRAINED_STEPS, "--seed", 1, "--ema-decay", 0,
+                "--no-plot")
     assert averaged["args"]["ema_decay"] == 0.999 and raw["args"]["ema_decay"] == 0.0
-    a, b = rm.load(str(tmp_path / "raw.pt")), rm.load(str(tmp_path / "ema.pt"))
+    assert averaged["args"]["max_steps"] == raw["args"]["max_steps"] and averaged["args"]["seed"] == raw["args"]["seed"]
+    a, b = rm.load(str(tmp_path / "raw.pt")), rm.load(str(averaged_path))
     assert not torch.allclose(a.net[0].weight, b.net[0].weight)
     assert raw["val_accuracy"] >= 0.93 and averaged["val_accuracy"] >= 0.93

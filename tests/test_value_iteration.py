@@ -14,6 +14,19 @@ def true_policy():
     return vi.value_iteration(md.TRUE_REWARD)[0]
 
 
+@pytest.fixture(scope="module")
+def two_cycle():
+    """The true reward's double (+2 toward, -2 away) plus +1 for crossing the vertical axis, and
+    that reward clipped, with optimal_policy_range of each (two tests read them)."""
+    reward = 2.0 * md.TRUE_REWARD
+    x = md.POSITIONS[:, 0]
+    right, left = md.ACTION_NAMES.index("right"), md.ACTION_NAMES.index("left")
+    reward[x == md.CENTRE[0], right] = reward[x == md.CENTRE[0] + 1, left] = 1.0  # a 2-cycle worth 1 per step
+    clipped = np.clip(reward, -1, 1)
+    return {"reward": reward, "clipped": clipped, "range": {"reward": vi.optimal_policy_range(reward),
+                                                            "clipped": vi.optimal_policy_range(clipped)}}
+
+
 def test_true_reward_policy_is_optimal_from_every_start(true_policy):
     assert true_policy.shape == (md.N_STATES,)
     np.testing.assert_array_equal(vi.true_returns(true_policy), md.MANHATTAN)
@@ -89,20 +102,16 @@ def test_true_returns_from_given_starts():
     assert vi.true_returns(right, starts=[start])[0] == 10 - (md.X_MAX - md.CENTRE[0])
 
 
-def test_optimal_policy_range_exposes_ties_that_argmax_hides():
+def test_optimal_policy_range_exposes_ties_that_argmax_hides(two_cycle):
     """Clip the true reward's double (+2 toward, -2 away) and add +1 for crossing the vertical
     axis: with clipping, jittering across the axis pays 1 per step, exactly like approaching,
     so the optimal policies range from the best (reach the centre) to a bad one (jitter)."""
     assert vi.optimal_policy_range(md.TRUE_REWARD) == (1.0, 1.0)
-    reward = 2.0 * md.TRUE_REWARD
-    x = md.POSITIONS[:, 0]
-    right, left = md.ACTION_NAMES.index("right"), md.ACTION_NAMES.index("left")
-    reward[x == md.CENTRE[0], right] = reward[x == md.CENTRE[0] + 1, left] = 1.0  # a 2-cycle worth 1 per step
-    worst, best = vi.optimal_policy_range(np.clip(reward, -1, 1))
+    worst, best = two_cycle["range"]["clipped"]
     assert best == pytest.approx(1.0, abs=0.02)
     assert worst < 0.8
     # unclipped, approaching pays 2 per step and the cycle only 1: no bad policy is optimal
-    worst_unclipped, _ = vi.optimal_policy_range(reward)
+    worst_unclipped, _ = two_cycle["range"]["reward"]
     assert worst_unclipped > 0.95
 
 
@@ -115,21 +124,20 @@ def test_reward_scores_of_the_true_reward_are_perfect(true_policy):
     assert negated["best"] < 0 and negated["worst"] <= negated["argmax"] <= negated["best"]
 
 
-def test_reward_scores_equal_the_separate_figures_and_see_the_ties():
+def test_reward_scores_equal_the_separate_figures_and_see_the_ties(two_cycle):
     """reward_scores runs value iteration once; its figures are those of the argmax policy's true
     return and of optimal_policy_range, ties included (the clipped 2-cycle reward of the test above)."""
-    reward = 2.0 * md.TRUE_REWARD
-    x = md.POSITIONS[:, 0]
-    right, left = md.ACTION_NAMES.index("right"), md.ACTION_NAMES.index("left")
-    reward[x == md.CENTRE[0], right] = reward[x == md.CENTRE[0] + 1, left] = 1.0
-    for r in (reward, np.clip(reward, -1, 1)):
+    worst = {}
+    for name in ("reward", "clipped"):
+        r = two_cycle[name]
         scores, policy = vi.reward_scores(r)
         argmax_policy = vi.value_iteration(r)[0]
         score = md.normalized_return(vi.true_returns(argmax_policy), md.MANHATTAN)
         assert scores["argmax"] == pytest.approx(score)
         np.testing.assert_array_equal(policy, argmax_policy)
-        assert (scores["worst"], scores["best"]) == pytest.approx(vi.optimal_policy_range(r))
-    assert vi.reward_scores(np.clip(reward, -1, 1))[0]["worst"] < 0.8 < vi.reward_scores(reward)[0]["worst"]
+        assert (scores["worst"], scores["best"]) == pytest.approx(two_cycle["range"][name])
+        worst[name] = scores["worst"]
+    assert worst["clipped"] < 0.8 < worst["reward"]
 
 
 def _step_by_step_returns(policy, steps):
@@ -160,8 +168,8 @@ def test_finite_horizon_value_stops_early_only_when_exact(seed):
     allowed[rng.integers(md.N_ACTIONS, size=md.N_STATES), np.arange(md.N_STATES)] = True
     for reduce, excluded in ((np.min, np.inf), (np.max, -np.inf)):
         masked = np.where(allowed, reward, excluded)
-        for steps in (1, 2, 3, 250, 600):
-            full = np.zeros(md.N_STATES)
-            for _ in range(steps):
-                full = reduce(masked + full[vi._NEXT_T], axis=0)
-            assert np.array_equal(vi._finite_horizon_value(masked, steps, reduce), full)
+        full = np.zeros(md.N_STATES)  # the full induction, one step at a time, checked at these horizons
+        for step in range(1, 601):
+            full = reduce(masked + full[vi._NEXT_T], axis=0)
+            if step in (1, 2, 3, 250, 600):
+                assert np.array_equal(vi._finite_horizon_value(masked, step, reduce), full), step
