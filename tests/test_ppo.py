@@ -526,7 +526,9 @@ def test_existing_save_path_without_overwrite_fails_before_training(tmp_path):
 def test_cli_bad_reward_model_exits_with_a_one_line_error(tmp_path):
     (tmp_path / "notes.pt").write_text("hello\n")
     for path, fragment in ((tmp_path / "nope.pt", "not found"), (tmp_path / "notes.pt", "not a readable")):
-        result = run_script(SCRIPT, "--rlhf", "--reward-model", path, "--no-progress", "--run-dir", tmp_path / "runs", cwd=tmp_path)
+        # a small budget: in this process (tests/in_process.py) a refusal that regressed would otherwise train 1M steps
+        result = run_script(SCRIPT, "--rlhf", "--reward-model", path, "--no-progress", "--run-dir", tmp_path / "runs",
+                            "--total-timesteps", "512", cwd=tmp_path)
         assert result.returncode != 0
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr
