@@ -29,7 +29,7 @@ run: setup
 test: setup-extras
 	$(PY) -m ruff check .
 	tests/install_chromium.sh
-	$(PY) -m pytest -q -n auto tests
+	$(PY) -m pytest -q -n auto --durations=15 tests
 
 bench: setup-extras
 	$(PY) benchmarks/benchmark.py
