@@ -23,8 +23,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # not once per worker that runs one of its tests; and with the long files handed out first, the
 # short ones fill in at the end. (--dist loadgroup would group finer, but on pytest 9.2 it silently
 # groups nothing: pytest-xdist issue 1386.) An explicit --dist other than load keeps xdist's own.
-SLOWEST_FIRST = ("test_benchmarks.py", "test_reward_model.py", "test_loop_resume.py", "test_run_experiments.py",
-                 "test_label_preferences.py", "test_ppo.py", "test_value_iteration.py", "test_envs.py", "test_rlhf_loop.py")
+SLOWEST_FIRST = ("test_reward_model.py", "test_benchmarks.py", "test_run_experiments.py", "test_label_preferences.py",
+                 "test_value_iteration.py", "test_ppo.py", "test_loop_resume.py", "test_envs.py", "test_rlhf_loop.py")
 
 
 def pytest_collection_modifyitems(items):
