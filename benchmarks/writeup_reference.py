@@ -4,11 +4,16 @@
     python benchmarks/writeup_reference.py reward --seed 1 --db preferences.db --out rewards_model
     python benchmarks/writeup_reference.py ppo --seed 1 --rlhf rewards_model --total-timesteps 1000000
 
-This is NOT the write-up's code. Its code repository cannot be reached from here, and the code
-it pinned (gym/gymnasium 0.29) cannot be installed here, so benchmarks/versus_writeup.py
-compares our pipeline with this reproduction instead: the same computation as the write-up
-describes it, with the same per-step work and the same inefficiencies, written afresh. Where
-the write-up does not say, the choice made is the plain one and is marked "guess" below.
+This is NOT the write-up's code. benchmarks/versus_writeup.py runs that code itself (in a
+scratch environment it builds) and falls back to this reproduction where the code or its
+environment cannot be had, or with --reference-mode: the same computation as the write-up
+describes it, with the same per-step work and the same inefficiencies, written afresh before
+the code could be reached. Where the write-up does not say, the choice made is the plain one
+and is marked "guess" below. What the code turned out to do differently (versus_writeup.py
+--validate; figures in docs/performance.md): its reward stage also makes a validation DB and
+runs five checkpoint histograms over both tables (one network call per row, seconds each), left
+out here; its train.py is CleanRL's ppo.py less GAE, the entropy bonus and value clipping, on
+gymnasium 0.29's same-step autoreset and the 1000-step episodes of gym_moving_dot.
 
 - `generate`: the write-up's make_preferences_db.py. 10,000 single-step segments (a random
   position and action) drawn one at a time in a Python loop with `np.random.randint`, 10,000

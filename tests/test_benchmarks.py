@@ -119,16 +119,19 @@ def test_robustness_table_has_a_row_per_seed_and_the_worst_row(robust):
 import contextlib
 import io
 import sqlite3
+import subprocess
+from datetime import datetime, timedelta
 
 import numpy as np
 import torch
 import versus_writeup
 import writeup_reference as wr
 from gymnasium.utils.env_checker import check_env
+from torch.utils.tensorboard import SummaryWriter
 
 from rlhf import moving_dot as md
 
-TINY_VERSUS = ["--n-comparisons", "300", "--reference-reward-steps", "20", "--reference-total-timesteps", "512", "--total-timesteps", "1024",
+TINY_VERSUS = ["--reference-mode", "--n-comparisons", "300", "--reference-reward-steps", "20", "--reference-total-timesteps", "512", "--total-timesteps", "1024",
                "--reward-max-steps", "20", "--fast-total-timesteps", "1024", "--eval-episodes", "2"]
 
 
@@ -176,7 +179,9 @@ def test_versus_marks_and_scales_the_shortened_reference_runs(versus):
         assert 0 < r["loop_wall_s"] < r["measured_wall_s"]  # start-up is not scaled
     assert reference["reward"]["steps"] == 20 and reference["ppo"]["steps"] == 512
     # the printed table: what the write-up's side is, every scaled row said to be, the shrinking flags named
-    assert "reference-mode reproduction" in printed and "cannot be reached" in printed
+    assert "reference-mode reproduction" in printed and "not its code" in printed
+    assert "versus_writeup: the reference mode (benchmarks/writeup_reference.py), not the write-up's code: --reference-mode was given." in printed
+    assert record["writeup_side"]["mode"] == "reference" and record["writeup_side"]["fallback_reason"] == "--reference-mode was given"
     for row in record["rows"]:
         line = next(line for line in printed.splitlines() if line.startswith(row["row"]))
         assert line.endswith("extrapolated") and f"{row['ratio_wall']:.1f}x" in line
@@ -191,6 +196,121 @@ def test_versus_defaults_are_the_full_workloads_and_extrapolate_only_shortened_r
     full = {"wall_s": 10.0, "cpu_s": 12.0, "peak_mb": 300.0, "steps": 1000, "loop_wall_s": 8.0, "loop_cpu_s": 9.0}
     assert versus_writeup.extrapolate(full, 1000) == {**full, "extrapolated": False, "factor": 1.0}
     assert versus_writeup.extrapolate(full, 10_000)["wall_s"] == pytest.approx(10.0 + 9 * 8.0)
+
+
+# the write-up's code: its pieces, without the network or the scratch environment's pip installs
+
+def git_repo(path, files):
+    """A one-commit git repository of `files` (name -> text); returns the commit."""
+    path.mkdir()
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(path)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_writeup_side_falls_back_to_the_reference_mode_with_the_reason(tmp_path):
+    missing = tmp_path / "no-such-repo"
+    args = versus_writeup.parse_args(["--scratch-dir", str(tmp_path / "scratch"), "--writeup-repo", str(missing)])
+    side, why = versus_writeup.writeup_side(args)
+    assert side["mode"] == "reference" and side["commands"][0][1][0] == versus_writeup.REFERENCE
+    assert why.startswith(f"fetching e1bd48e from {missing} failed: ") and "\n" not in why
+    assert not (tmp_path / "scratch" / "manifest.json").exists()  # nothing half-built is taken for a build
+
+
+def test_writeup_code_is_fetched_at_its_commit_from_a_local_repository(tmp_path):
+    commit = git_repo(tmp_path / "repo", {"moving_dot/train.py": "print(1)\n", "README.md": "r\n"})
+    versus_writeup.fetch_commit(str(tmp_path / "repo"), commit, str(tmp_path / "out"))
+    assert (tmp_path / "out" / "moving_dot" / "train.py").read_text() == "print(1)\n" and not (tmp_path / "out" / ".git").exists()
+    with pytest.raises(versus_writeup.ScratchError, match="fetching 0000000 from"):
+        versus_writeup.fetch_commit(str(tmp_path / "repo"), "0" * 40, str(tmp_path / "out2"))
+
+
+def test_a_cached_scratch_environment_is_reused_only_while_its_spec_matches(tmp_path):
+    scratch = tmp_path / "scratch"
+    (scratch / "venv" / "bin").mkdir(parents=True)
+    (scratch / "venv" / "bin" / "python").write_text("")
+    manifest = {"spec": versus_writeup.scratch_spec(), "freeze": ["torch==2.13.0"], "build_s": 70.0}
+    (scratch / "manifest.json").write_text(json.dumps(manifest))
+    args = versus_writeup.parse_args(["--scratch-dir", str(scratch), "--writeup-repo", str(tmp_path / "none")])
+    assert versus_writeup.build_scratch(args) == {**manifest, "cached": True}
+    # another spec (here: other packages) rebuilds: the old environment goes, and the missing repo stops the build
+    (scratch / "manifest.json").write_text(json.dumps({**manifest, "spec": {**manifest["spec"], "packages": ["torch==0"]}}))
+    with pytest.raises(versus_writeup.ScratchError, match="fetching"):
+        versus_writeup.build_scratch(args)
+    assert not (scratch / "venv").exists() and not (scratch / "manifest.json").exists()
+
+
+def test_the_shim_patches_the_pinned_text_once_or_refuses(tmp_path):
+    package = tmp_path / "gym-moving-dot"
+    files = {"gym_moving_dot/__init__.py": "from gym.envs.registration import register\n\nregister(\n    id='MovingDotDiscreteNoFrameskip-v0',\n"
+             "    entry_point='gym_moving_dot.envs.moving_dot_env:MovingDotDiscreteEnv'\n)\n",
+             "gym_moving_dot/envs/moving_dot_env.py": "import gym\nfrom gym import spaces\nfrom gym.utils import seeding\nimport numpy as np\n"}
+    for name, text in files.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(text)
+    versus_writeup.apply_shim(str(package))
+    init = (package / "gym_moving_dot" / "__init__.py").read_text()
+    assert "from gymnasium.envs.registration import register" in init and "envs.position_env:MovingDotPositionEnv" in init
+    assert (package / "gym_moving_dot" / "envs" / "moving_dot_env.py").read_text().startswith("import gymnasium as gym\nfrom gymnasium import spaces")
+    assert "class MovingDotPositionEnv(MovingDotDiscreteEnv)" in (package / "gym_moving_dot" / "envs" / "position_env.py").read_text()
+    compile(versus_writeup.SHIM, "position_env.py", "exec")
+    with pytest.raises(versus_writeup.ScratchError, match="found 0 times, not once: not the pinned code"):
+        versus_writeup.apply_shim(str(package))  # already patched: not the pinned text
+
+
+def test_writeup_stage_commands_and_the_patches_of_a_shortened_run(tmp_path):
+    code = tmp_path / "scratch" / "writeup" / "moving_dot"
+    code.mkdir(parents=True)
+    (code / "learn_reward.py").write_text("if True:\n" + versus_writeup.REWARD_LOOP + "        pass\n")
+    (code / "make_preferences_db.py").write_text("def make_db():\n\tn_segments = 10000\n\tn_comparisons = 10000\n")
+    args = versus_writeup.parse_args(["--quick", "--reference-total-timesteps", "51200", "--seed", "3"])
+    assert versus_writeup.writeup_commands(args) == [
+        ("generate", ["-c", "from make_preferences_db import make_db; make_db('preferences.db')"]), ("reward", ["learn_reward.py"]),
+        ("ppo", ["train.py", "--seed", "3", "--rlhf", "--total-timesteps", "51200"])]
+    workdir = tmp_path / "round"
+    workdir.mkdir()
+    assert versus_writeup.writeup_code(str(tmp_path / "scratch"), str(workdir), args) == ["learn_reward.py: range(100000) -> range(10000)"]
+    assert "    for epoch in range(10000):\n" in (workdir / "learn_reward.py").read_text()
+    assert "range(100000)" in (code / "learn_reward.py").read_text()  # the cached code is never patched
+    full = tmp_path / "round2"
+    full.mkdir()
+    shrunk = versus_writeup.parse_args(["--reference-reward-steps", "100000", "--n-comparisons", "300"])
+    assert versus_writeup.writeup_code(str(tmp_path / "scratch"), str(full), shrunk) == [
+        "make_preferences_db.py: n_segments = 10000 -> 300", "make_preferences_db.py: n_comparisons = 10000 -> 300"]
+    assert "range(100000)" in (full / "learn_reward.py").read_text() and "\tn_comparisons = 300\n" in (full / "make_preferences_db.py").read_text()
+    with pytest.raises(SystemExit):  # the code is timed from its logs, which a tiny run does not have
+        versus_writeup.parse_args(["--reference-reward-steps", "200"])
+    with pytest.raises(SystemExit):
+        versus_writeup.parse_args(["--validate", "--reference-mode"])
+
+
+def test_writeup_stages_are_timed_from_their_own_logs_and_extrapolated(tmp_path):
+    # learn_reward.py's log_blue line every 100 steps: 3 ms a step, the checkpoint at 0 adds 5 s
+    start = datetime(2026, 1, 1, 12, 0, 0)
+    stamps = {0: 0.0, 100: 5.3, 200: 5.6, 300: 5.9, 400: 6.2}
+    output = "".join(f"{start + timedelta(seconds=t)}\x1b[94m INFO: {epoch} 88.1\x1b[0m\n" for epoch, t in stamps.items())
+    reward = versus_writeup.writeup_reward_timing(output, 500)
+    assert reward["per_step_wall_s"] == pytest.approx(0.003) and reward["check_wall_s"] == pytest.approx(5.0)
+    scaled = versus_writeup.extrapolate_writeup({**reward, "wall_s": 20.0, "cpu_s": 30.0, "peak_mb": 300.0}, 100_000)
+    assert scaled["missing_checks"] == 3  # the checkpoints at 1000, 10000 and 25000; the one at 100000 is never reached
+    assert scaled["wall_s"] == pytest.approx(20.0 + 99_500 * 0.003 + 3 * 5.0) and scaled["cpu_s"] == pytest.approx(scaled["wall_s"] * 1.5)
+    assert scaled["extrapolated"] and scaled["measured_wall_s"] == 20.0
+    # train.py's charts/SPS, once an update: 1.5 s an update after the first
+    run = tmp_path / "runs" / "MovingDot__train__1__0"
+    writer = SummaryWriter(str(run))
+    for update, wall_time in enumerate((100.0, 101.0, 103.0), 1):
+        writer.add_scalar("losses/value_loss", 1.0, update * 512, walltime=wall_time - 0.5)
+        writer.add_scalar("charts/SPS", 1000, update * 512, walltime=wall_time)
+    writer.close()
+    ppo = versus_writeup.writeup_ppo_timing(str(tmp_path), 1536)
+    assert ppo == {"steps": 1536, "per_step_wall_s": pytest.approx(1.5 / 512)}
+    assert versus_writeup.extrapolate_writeup({**ppo, "wall_s": 9.0, "cpu_s": 9.0, "peak_mb": 1.0}, 1536)["extrapolated"] is False
+    assert versus_writeup.extrapolate_writeup({**ppo, "wall_s": 9.0, "cpu_s": 9.0, "peak_mb": 1.0}, 15360)["wall_s"] == pytest.approx(9.0 + 27 * 1.5)
 
 
 @pytest.fixture
