@@ -22,11 +22,12 @@ import sys
 import time
 
 import numpy as np
+import threadpoolctl
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from rlhf import adam, cli
+from rlhf import adam, cli, ppo_loss
 from rlhf import agent as agent_lib
 from rlhf import envs as env_lib
 from rlhf import moving_dot as md
@@ -78,6 +79,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-episodes", type=cli.positive_int, default=100, help="fixed-start episodes of the final evaluation")
     p.add_argument("--eval-seed", type=int, default=100_000, help="env seed of the first evaluation episode (same for every run)")
     p.add_argument("--capture-video", action="store_true", help="write a GIF of the trained greedy agent into the run folder")
+    p.add_argument("--autograd", action="store_true",
+                   help="the update's gradient by torch autograd (rlhf/ppo_loss.py's autograd_loss: edit it to try a new loss), not by hand in numpy; always with CUDA")
     p.add_argument("--cuda", action=argparse.BooleanOptionalAction, default=True, help="use CUDA when available")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar")
     args_spec = cli.env_spec_with_defaults(p, argv, "ppo_rlhf", continuous_defaults=True)
@@ -185,6 +188,7 @@ def main(args):
     agent_lib.refuse_existing(save_path, args.overwrite)  # fail before training, not after
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)  # 64-unit MLPs on a few hundred rows: threads only add overhead
+    threadpoolctl.threadpool_limits(1, "blas")  # numpy's BLAS too: it runs the update's matmuls, and would take every core
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     learned_table, reward_model = None, None
     if args.rlhf:  # a bad file fails here, before any work
@@ -207,6 +211,8 @@ def main(args):
     else:
         agent, checkpoint = agent_lib.for_env(env_spec, norm_obs=args.norm_obs).to(device), {}
     optimizer = adam.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    use_numpy = device.type == "cpu" and not args.autograd
+    numpy_loss = ppo_loss.NumpyLoss(agent, optimizer) if use_numpy else None
     if checkpoint.get("optimizer"):  # Adam's moments carry over; the step size is this run's
         optimizer.load_state_dict(checkpoint["optimizer"])
         optimizer.lr = args.learning_rate
@@ -318,39 +324,24 @@ def main(args):
         advantages = gae(rewards + absorbing_tail + bootstrap, values, dones, policy(next_obs)[1], args.gamma, args.gae_lambda)
         returns = advantages + values
 
-        # update
-        to_torch = lambda array: torch.as_tensor(array, device=device).flatten(0, 1)  # (T, N, ...) -> (T * N, ...)
-        b_obs, b_actions, b_logprobs = to_torch(obs), to_torch(actions), to_torch(logprobs)
-        b_advantages, b_returns, b_values = to_torch(advantages), to_torch(returns), to_torch(values)
-        clipfracs, approx_kls = [], []
+        # update: the loss's gradient by hand in numpy (rlhf/ppo_loss.py), or with --autograd by torch
+        if use_numpy:
+            batch = (numpy_loss.observations(obs.reshape(T * N, D)), *(a.reshape(T * N, *a.shape[2:]) for a in (actions, logprobs, advantages, returns, values)))
+        else:
+            batch = tuple(torch.as_tensor(a, device=device).flatten(0, 1) for a in (obs, actions, logprobs, advantages, returns, values))
+        minibatch_stats = []
         for _epoch in range(args.update_epochs):
-            b_inds = torch.randperm(args.batch_size, device=device)
+            b_inds = torch.randperm(args.batch_size)
             for start in range(0, args.batch_size, args.minibatch_size):
                 mb = b_inds[start:start + args.minibatch_size]
-                _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb], b_actions[mb])
-                logratio = newlogprob - b_logprobs[mb]
-                ratio = logratio.exp()
-                with torch.no_grad():
-                    old_approx_kl = (-logratio).mean()
-                    approx_kls.append(((ratio - 1) - logratio).mean())
-                    clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean())
-                mb_advantages = b_advantages[mb]
-                if args.norm_adv:
-                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
-                pg_loss = torch.max(-mb_advantages * ratio,
-                                    -mb_advantages * torch.clamp(ratio, 1 - args.clip_coef, 1 + args.clip_coef)).mean()
-                if args.clip_vloss:
-                    v_clipped = b_values[mb] + torch.clamp(newvalue - b_values[mb], -args.clip_coef, args.clip_coef)
-                    v_loss = 0.5 * torch.max((newvalue - b_returns[mb]) ** 2, (v_clipped - b_returns[mb]) ** 2).mean()
+                if use_numpy:
+                    minibatch_stats.append(numpy_loss(batch, mb.numpy(), args))
                 else:
-                    v_loss = 0.5 * ((newvalue - b_returns[mb]) ** 2).mean()
-                entropy_loss = entropy.mean()
-                loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
-                optimizer.zero_grad()
-                loss.backward()
+                    optimizer.zero_grad()
+                    minibatch_stats.append(ppo_loss.autograd_loss(agent, batch, mb.to(device), args))
                 clip_grad_norm(optimizer.grad, args.max_grad_norm)
                 optimizer.step()
-            if args.target_kl is not None and approx_kls[-1] > args.target_kl:
+            if args.target_kl is not None and minibatch_stats[-1]["approx_kl"] > args.target_kl:
                 break
 
         if agent.norm_obs:  # after the update, so that the rollout and the update on it saw the same scaling
@@ -362,12 +353,11 @@ def main(args):
         explained_var = np.nan if var_y == 0 else 1 - np.var(y_true - y_pred) / var_y
         sps = int((global_step - start_step) / (time.time() - start_time))
         writer.add_scalar("charts/learning_rate", optimizer.lr, global_step)
-        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
-        writer.add_scalar("losses/policy_loss", pg_loss.item(), global_step)
-        writer.add_scalar("losses/entropy", entropy_loss.item(), global_step)
-        writer.add_scalar("losses/old_approx_kl", old_approx_kl.item(), global_step)
-        writer.add_scalar("losses/approx_kl", torch.stack(approx_kls).mean().item(), global_step)
-        writer.add_scalar("losses/clipfrac", torch.stack(clipfracs).mean().item(), global_step)
+        last = minibatch_stats[-1]
+        for key in ("value_loss", "policy_loss", "entropy", "old_approx_kl"):  # the last minibatch's, as CleanRL logs them
+            writer.add_scalar(f"losses/{key}", last[key], global_step)
+        for key in ("approx_kl", "clipfrac"):  # the update's mean
+            writer.add_scalar(f"losses/{key}", np.mean([stats[key] for stats in minibatch_stats]), global_step)
         writer.add_scalar("losses/explained_variance", explained_var, global_step)
         writer.add_scalar("charts/SPS", sps, global_step)
         bar.update(args.batch_size)
