@@ -17,6 +17,7 @@ name>/, and ends by evaluating the greedy and the sampled policy on fixed starts
 """
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -398,6 +399,7 @@ def main(args):
 
 
 if __name__ == "__main__":
+    gc.freeze()  # the imports' objects (torch's are many) skip every collection, the exit's too (docs/performance.md)
     try:
         main(parse_args())
     except (rm.RewardModelError, agent_lib.AgentFileError, env_lib.EnvError) as e:

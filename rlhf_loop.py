@@ -49,6 +49,7 @@ Writes under --out-dir (default runs/MovingDot-v0__rlhf_loop__<seed>__<time>/):
 import argparse
 import contextlib
 import fcntl
+import gc
 import glob
 import json
 import os
@@ -483,6 +484,7 @@ def main(args):
 
 
 if __name__ == "__main__":
+    gc.freeze()  # the imports' objects (torch's are many) skip every collection, the exit's too (docs/performance.md)
     args = parse_args()
     try:
         main(args)

@@ -19,6 +19,7 @@ runs/ and a PNG of the learned reward (--plot).
 
 import argparse
 import copy
+import gc
 import os
 import sys
 import time
@@ -368,6 +369,7 @@ def held_out_steps(model, comparisons, oracle, env_id):
 
 
 if __name__ == "__main__":
+    gc.freeze()  # the imports' objects (torch's are many) skip every collection, the exit's too (docs/performance.md)
     try:
         main(parse_args())
     except (db.PreferencesDBError, rm.RewardModelError, envs.EnvError) as e:
