@@ -196,6 +196,11 @@ def main(args):
     writer.add_text("hyperparameters", cli.hyperparameters_text(args))
     if len(val) == 0:
         print(f"warning: {args.db} has no held-out comparisons: early stopping watches the training loss instead")
+    absorbing_steps = int(train.absorbing1.sum() + train.absorbing2.sum())
+    if model.absorbing_state and absorbing_steps == 0:  # e.g. Mountain Car's random clips: none reaches the flag
+        print(f"warning: no training segment in {args.db} reaches the end of an episode, so the learned reward of ending one "
+              "(the absorbing state) is untrained and PPO's normalization takes it as its zero; label segments that end "
+              "(rlhf_loop.py, or make_preferences_db.py --policy agent.pt): docs/other_envs.md")
 
     # train; the moving average smooths Adam's step-to-step noise out of the weights that are evaluated and kept
     averaged = copy.deepcopy(model) if args.ema_decay > 0 else model
@@ -258,7 +263,7 @@ def main(args):
         "env_id": args.spec.env_id, "db": args.db, "label_source": args.label_source, "n_train": len(train), "n_validation": len(val),
         "segment_length": int(train.actions1.shape[1]), "steps": step, "best_step": best["step"],
         "stopped_early": bool(step < args.max_steps), "val_loss": val_loss, "val_accuracy": val_accuracy,
-        "train_accuracy": train_accuracy,
+        "train_accuracy": train_accuracy, "absorbing_steps": absorbing_steps,
     }
     if args.spec.tabular:  # the moving dot: exactly, over every (position, action) of the field
         table = rm.reward_table(model)

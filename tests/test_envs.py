@@ -435,6 +435,18 @@ def made(tmp_path_factory):
     return files
 
 
+def test_the_trainer_warns_when_no_segment_reaches_the_absorbing_state(made, tmp_path, capsys):
+    """Mountain Car's random clips never reach the flag: the learned reward of ending an episode is
+    then untrained, and the trainer says so (and counts the absorbing steps in the summary);
+    CartPole's random clips fall, so there it is trained and no warning is printed."""
+    summary = train(made["mountaincar_db"], tmp_path / "mc.pt", "--env-id", "MountainCar-v0")
+    out = capsys.readouterr().out
+    assert summary["absorbing_steps"] == 0
+    assert "warning: no training segment" in out and "absorbing state) is untrained" in out
+    summary = train(made["cartpole_db"], tmp_path / "cp.pt", "--env-id", "CartPole-v1")
+    assert summary["absorbing_steps"] > 0 and "warning: no training segment" not in capsys.readouterr().out
+
+
 def test_the_trainer_refuses_a_db_of_another_env_in_one_line(made, tmp_path):
     result = run_script(os.path.join(ROOT, "train_reward_model.py"), "--db", made["mountaincar_db"], "--out", tmp_path / "rm.pt",
                         "--run-dir", tmp_path / "runs", "--no-progress", cwd=tmp_path)
