@@ -62,7 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--encoding", choices=rm.ENCODINGS, default="normalized",
                    help="network input: the normalized position (+ one-hot action), or the write-up's raw (x, y, action)")
     p.add_argument("--hidden-size", type=cli.positive_int, default=64, help="units per hidden layer (write-up: 64)")
-    p.add_argument("--position-scale", type=cli.positive_float, default=10.0,
+    p.add_argument("--position-scale", type=cli.positive_float, default=30.0,
                    help="normalized encoding: the position spans [-this, this]; above 1 the learned potential's peak is sharper")
     p.add_argument("--ensemble-size", type=cli.positive_int, default=3,
                    help="members, each on its own bootstrap batches; the reward is their mean (C17: 3; write-up: 1)")
@@ -273,9 +273,10 @@ def main(args):
             "action_order_agreement": rm.action_order_agreement(table), "reward_correlation": rm.reward_correlation(table),
             "epic_distance": rm.epic_distance(model), "reward_transform": rm.TRANSFORMS[0],
             "optimal_policy_normalized_return": scores["argmax"], "optimal_policy_worst_normalized_return": scores["worst"],
+            "action_margin": scores["margin"],
         })
         scored = ("action_order_agreement", "reward_correlation", "epic_distance", "optimal_policy_normalized_return",
-                  "optimal_policy_worst_normalized_return")
+                  "optimal_policy_worst_normalized_return", "action_margin")
         figure = {"table": table, "policy": policy}
     else:  # elsewhere: against the oracle that labeled the DB, on the held-out segments' steps
         oracle = labeling_oracle(meta)
@@ -303,8 +304,9 @@ def main(args):
         print(f"held-out loss {val_loss:.4f}, held-out accuracy {val_accuracy:.4f} (training pairs: {train_accuracy:.4f}), "
               f"action-order agreement {summary['action_order_agreement']:.4f}, reward correlation {summary['reward_correlation']:.4f}")
         print(f"optimal policy of the learned reward, {rm.TRANSFORMS[0]}d as PPO's default: normalized true return "
-              f"{scores['argmax']:.4f} (argmax), {scores['worst']:.4f} (worst of the tied optimal policies); EPIC distance to the"
-              f" true reward {summary['epic_distance']:.4f}; scoring took {summary['score_seconds']:.1f} s")
+              f"{scores['argmax']:.4f} (argmax), {scores['worst']:.4f} (worst of the tied optimal policies), action margin "
+              f"{scores['margin']:.2f} of the true reward's; EPIC distance to the true reward {summary['epic_distance']:.4f};"
+              f" scoring took {summary['score_seconds']:.1f} s")
     else:
         print(f"held-out loss {val_loss:.4f}, held-out accuracy {val_accuracy:.4f} (training pairs: {train_accuracy:.4f}); "
               f"against the {summary['oracle']} oracle on held-out steps: reward correlation {summary['reward_correlation']:.4f},"

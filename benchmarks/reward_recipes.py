@@ -11,7 +11,10 @@ with --seed S, in this process (torch's start-up paid once, so that the training
 comparison), without the figure. Per recipe and seed: gradient steps, the trainer's own
 training seconds, held-out accuracy, and the normalized true return of the worst tied optimal
 policy of the learned reward (value_iteration.py; 1.0: every policy that is optimal for the
-learned reward reaches the centre by the shortest way). Prints a table and writes JSON (--out).
+learned reward reaches the centre by the shortest way) and the action margin (value_iteration.
+action_margin: how far the learned reward is from letting a mistake tie, 1 being the true
+reward's own margin; a threshold like the worst tied policy flips on float noise across CPUs,
+the margin shows how close each seed is). Prints a table and writes JSON (--out).
 """
 
 import argparse
@@ -70,18 +73,21 @@ def main(args):
                     continue
                 results[name].append({"seed": seed, "steps": summary["steps"], "train_seconds": summary["train_seconds"],
                                       "val_accuracy": summary["val_accuracy"],
-                                      "worst_optimal_policy": summary["optimal_policy_worst_normalized_return"]})
+                                      "worst_optimal_policy": summary["optimal_policy_worst_normalized_return"],
+                                      "action_margin": summary["action_margin"]})
             print(f"seed {seed}: " + ", ".join(f"{name} {rows[-1]['train_seconds']:.1f} s" for name, rows in results.items()), flush=True)
 
-    print(f"\n{'recipe':<12}{'steps':>8}{'training s':>12}{'held-out accuracy':>24}{'worst tied optimal policy':>30}")
-    print(f"{'':<12}{'mean':>8}{'mean':>12}{'mean (min)':>24}{'min, seeds below 1':>30}")
+    print(f"\n{'recipe':<12}{'steps':>8}{'training s':>12}{'held-out accuracy':>24}{'worst tied optimal policy':>30}"
+          f"{'action margin':>18}")
+    print(f"{'':<12}{'mean':>8}{'mean':>12}{'mean (min)':>24}{'min, seeds below 1':>30}{'min (median)':>18}")
     for name, rows in results.items():
         column = lambda key, rows=rows: np.array([r[key] for r in rows])
         worst = column("worst_optimal_policy")
         below = [r["seed"] for r in rows if r["worst_optimal_policy"] < 1.0]
         print(f"{name:<12}{column('steps').mean():>8.0f}{column('train_seconds').mean():>12.2f}"
               f"{column('val_accuracy').mean():>16.4f} ({column('val_accuracy').min():.4f})"
-              f"{worst.min():>18.4f}, {below if below else 'none'}")
+              f"{worst.min():>18.4f}, {str(below) if below else 'none':<10}"
+              f"{column('action_margin').min():>9.3f} ({np.median(column('action_margin')):.3f})")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"machine": timing.machine(), "seeds": args.seeds, "recipes": {k: " ".join(v) for k, v in args.recipes.items()},

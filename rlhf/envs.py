@@ -364,7 +364,11 @@ DEFAULTS = {
     "MountainCar-v0": {
         "make_preferences_db": {**_GENERIC_GENERATOR, "segment_length": 30},
         "train_reward_model": _GENERIC_TRAINER,
-        "ppo_rlhf": {"total_timesteps": 1_000_000, "num_envs": 16, "num_steps": 128, "ent_coef": 0.01, "eval_episodes": 100},
+        # RL Zoo's PPO settings for MountainCar (ppo.yml): 16 envs x 16 steps, GAE lambda 0.98, no entropy bonus, observations
+        # normalized by running statistics: scaled by the bounds, a near-stall velocity is a tiny input and the greedy policy
+        # cannot turn on its sign (docs/other_envs.md)
+        "ppo_rlhf": {"total_timesteps": 1_000_000, "num_envs": 16, "num_steps": 16, "gae_lambda": 0.98, "ent_coef": 0.0,
+                     "norm_obs": True, "eval_episodes": 100},
     },
     "CartPole-v1": {
         "make_preferences_db": {**_GENERIC_GENERATOR, "n_segments": 1000, "n_comparisons": 500},

@@ -111,10 +111,45 @@ def _finite_horizon_value(reward, steps, reduce, max_period=2):
     return history[-1]
 
 
+def _smallest_margin(reward, gamma, values):
+    """min over states of Q(best right move) - Q(best mistake): how much the reward, optimized,
+    prefers a right move where it prefers it least (negative: a mistake is optimal). The right
+    moves are the true reward's best: a step that shortens the Manhattan way to the centre, or
+    staying there."""
+    q = np.asarray(reward, dtype=np.float64).T + gamma * values[_NEXT_T]
+    mistake = md.TRUE_REWARD.T < md.TRUE_REWARD.T.max(0)
+    return float((np.where(mistake, -np.inf, q).max(0) - np.where(mistake, q, -np.inf).max(0)).min())
+
+
+def action_margin(reward, gamma=0.99, values=None):
+    """``_smallest_margin`` of ``reward`` over that of the true reward, each in units of its std over
+    the grid (a shift changes no margin): 1 is the true reward's own margin, one step's worth of
+    discounting at the centre. ``optimal_policy_range`` sees a mistake only once its
+    Q-value comes within ``ties``; this says how far each learned reward is from that (a few
+    percent of the true margin puts a jitter at the centre within float noise of optimal)."""
+    if values is None:
+        _, values = value_iteration(reward, gamma)
+    return float(_smallest_margin(reward, gamma, values) / np.std(reward, dtype=np.float64) / _true_margin(gamma))
+
+
+def _true_margin(gamma):
+    """``_smallest_margin`` of the normalized true reward. Its optimal policy is known (every
+    argmax of the true reward: the shortest way, then staying), so its values come from
+    discounted doubling (2^12 steps, past float precision) instead of value iteration."""
+    true = (md.TRUE_REWARD - md.TRUE_REWARD.mean()) / md.TRUE_REWARD.std()
+    states, policy = np.arange(md.N_STATES), md.TRUE_REWARD.argmax(1)
+    gain, jump, discount = true[states, policy], md.NEXT_STATE[states, policy], gamma
+    for _ in range(12):  # gain: the discounted return of 2^k steps from each state; jump: where they end
+        gain, jump, discount = gain + discount * gain[jump], jump[jump], discount * discount
+    return _smallest_margin(true, gamma, gain)
+
+
 def reward_scores(reward, gamma=0.99):
     """The exact figures of a reward (N_STATES, N_ACTIONS) as PPO would optimize it: the
     normalized true return of its argmax optimal policy and of the worst and best of its tied
-    optimal policies, with the argmax policy (for plots). Value iteration runs once."""
+    optimal policies, its action margin, with the argmax policy (for plots). Value iteration
+    runs once for the reward (and once per process for the true reward's margin)."""
     policy, values = value_iteration(reward, gamma)
     worst, best = optimal_policy_range(reward, gamma, values=values)
-    return {"argmax": md.normalized_return(true_returns(policy), md.MANHATTAN), "worst": worst, "best": best}, policy
+    return {"argmax": md.normalized_return(true_returns(policy), md.MANHATTAN), "worst": worst, "best": best,
+            "margin": action_margin(reward, gamma, values)}, policy

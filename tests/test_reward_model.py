@@ -700,7 +700,7 @@ def test_training_learns_the_true_reward_order(trained, prefs_db):
     # the file holds the scored (best) weights and the summary
     model = rm.load(str(out))
     assert model.config == {"encoding": "normalized", "ensemble_size": 3, "hidden_size": 64, "form": "potential", "activation": "relu",
-                            "position_scale": 10.0, **DOT_SPACES}
+                            "position_scale": 30.0, **DOT_SPACES}
     assert summary["args"]["patience"] == 4
     assert model.summary["val_accuracy"] == summary["val_accuracy"]
     assert model.summary["db"] == prefs_db
@@ -835,7 +835,7 @@ def test_ensemble_with_label_noise_trains_and_round_trips(prefs_db, tmp_path):
     assert not os.path.exists(tmp_path / "ens.png")
     model = rm.load(str(tmp_path / "ens.pt"))
     assert model.config == {"encoding": "normalized", "ensemble_size": 3, "hidden_size": 32, "form": "potential", "activation": "relu",
-                            "position_scale": 10.0, **DOT_SPACES}
+                            "position_scale": 30.0, **DOT_SPACES}
     states, actions = np.arange(0, md.N_STATES, 1000), np.arange(31) % 5
     members = model.member_rewards(md.OBS_TABLE[states], actions, md.OBS_TABLE[md.NEXT_STATE[states, actions]])
     assert not torch.allclose(members[0], members[1]) and not torch.allclose(members[1], members[2])

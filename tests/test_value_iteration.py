@@ -117,11 +117,29 @@ def test_optimal_policy_range_exposes_ties_that_argmax_hides(two_cycle):
 
 def test_reward_scores_of_the_true_reward_are_perfect(true_policy):
     scores, policy = vi.reward_scores(md.TRUE_REWARD)
-    assert scores == {"argmax": 1.0, "worst": 1.0, "best": 1.0}
+    assert scores == {"argmax": 1.0, "worst": 1.0, "best": 1.0, "margin": pytest.approx(1.0, abs=1e-6)}
     np.testing.assert_array_equal(policy, true_policy)  # the argmax policy, for plots
     # its negation runs away from the centre, whichever of its optimal policies is taken
     negated, _ = vi.reward_scores(-md.TRUE_REWARD)
     assert negated["best"] < 0 and negated["worst"] <= negated["argmax"] <= negated["best"]
+
+
+def test_action_margin_is_the_true_rewards_at_one_and_sees_a_near_tie_before_the_tie_does():
+    """1 for the true reward at any scale and shift. Make the step away from the centre cost a
+    little less than 1 (the step back pays 1): the 2-cycle there comes within a hair of staying.
+    At a gap of 2e-3 the worst tied policy still reads 1 (ties = 1e-3) while the margin has
+    fallen to a fifth of the true reward's; at 5e-4 the jitter is tied; past 0 it is optimal."""
+    assert vi.action_margin(3.0 * md.TRUE_REWARD + 7.0) == pytest.approx(1.0, abs=1e-6)
+    at_centre = (md.POSITIONS == md.CENTRE).all(1)
+    right = md.ACTION_NAMES.index("right")
+    scores = {}
+    for away in (-0.992, -0.9905, -0.98):  # Q(centre, right) - Q(centre, stay) = away + gamma
+        reward = md.TRUE_REWARD.astype(np.float64)
+        reward[at_centre, right] = away
+        scores[away] = vi.reward_scores(reward)[0]
+    assert scores[-0.992]["worst"] == 1.0 and 0.1 < scores[-0.992]["margin"] < 0.3
+    assert scores[-0.9905]["worst"] < 1.0 and 0 < scores[-0.9905]["margin"] < 0.1
+    assert scores[-0.98]["margin"] < 0 and scores[-0.98]["argmax"] < 1.0
 
 
 def test_reward_scores_equal_the_separate_figures_and_see_the_ties(two_cycle):
