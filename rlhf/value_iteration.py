@@ -148,7 +148,7 @@ def reward_scores(reward, gamma=0.99):
     """The exact figures of a reward (N_STATES, N_ACTIONS) as PPO would optimize it: the
     normalized true return of its argmax optimal policy and of the worst and best of its tied
     optimal policies, its action margin, with the argmax policy (for plots). Value iteration
-    runs once for the reward (and once per process for the true reward's margin)."""
+    runs once (the true reward's margin comes from its known policy)."""
     policy, values = value_iteration(reward, gamma)
     worst, best = optimal_policy_range(reward, gamma, values=values)
     return {"argmax": md.normalized_return(true_returns(policy), md.MANHATTAN), "worst": worst, "best": best,
