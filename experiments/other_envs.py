@@ -38,8 +38,9 @@ from rlhf import cli, envs
 
 # env -> the route measured by default: the three stages once on random-policy segments where they suffice, C17's loop
 # (queries on the agent's own behaviour) where random segments never show what the goal needs (a car at the flag, a cart
-# that drifts off, a lander that lands, a hopper that hops): a random car never reaches the flag, so the learned reward
-# of getting there (the absorbing state) is untrained on the pipeline route, and the trainer warns
+# that drifts off, a lander that lands, a hopper that hops): a random car never reaches the flag, so on the pipeline route
+# the learned reward of getting there (the absorbing state) is untrained, and the trainer warns (PPO gets there all the
+# same: docs/other_envs.md)
 METHOD = {"MountainCar-v0": "loop", "CartPole-v1": "loop", "Acrobot-v1": "pipeline", "Pendulum-v1": "pipeline",
           "LunarLander-v3": "loop", "Hopper-v5": "loop"}
 # env -> (labels allowed, what the goal is, check(rlhf agent's evaluation, env agent's evaluation) -> met)
