@@ -112,13 +112,15 @@ def parse_args(argv=None):
 @dataclass
 class Segments:
     """n segments of length k: observations (n, k + 1, d), actions (n, k[, d]), the env's rewards
-    (n, k), absorbing (n, k) (after the episode terminated), and how to replay each one
-    (reset seeds, start steps, the episodes' actions up to each segment's end; None if drawn)."""
+    (n, k), absorbing (n, k) (after the episode terminated), terminal (n, k) (the step that
+    terminated it), and how to replay each one (reset seeds, start steps, the episodes' actions
+    up to each segment's end; None if drawn)."""
 
     obs: np.ndarray
     actions: np.ndarray
     rewards: np.ndarray
     absorbing: np.ndarray
+    terminal: np.ndarray
     replay: tuple | None = None
 
 
@@ -154,6 +156,7 @@ def rollout_segments(env_spec, n, k, seed, rng, max_start_step, policy=None):
                 rewards.append(np.zeros(n))
                 absorbing.append(absorbed.copy())
             break
+    absorbing.append(absorbed.copy())  # after the last step: whether o_horizon is past the episode's end
     vec.close()
     observations, actions = np.stack(observations, 1).astype(np.float32), np.stack(actions, 1)
     rewards, absorbing = np.stack(rewards, 1), np.stack(absorbing, 1)
@@ -161,8 +164,9 @@ def rollout_segments(env_spec, n, k, seed, rng, max_start_step, policy=None):
     starts = np.where(end < max_start_step, starts * end // max_start_step, starts)
     window = starts[:, None] + np.arange(k + 1)
     take = lambda a, w: np.take_along_axis(a, w.reshape(*w.shape, *[1] * (a.ndim - 2)), 1)
+    ended = take(absorbing, window)  # o_t past the episode's end, t = 0..k
     return Segments(take(observations, window), take(actions, window[:, :k]), take(rewards, window[:, :k]),
-                    take(absorbing, window[:, :k]),
+                    ended[:, :k], ended[:, 1:] & ~ended[:, :k],
                     replay=(seed + np.arange(n), starts, [a[:s + k] for a, s in zip(actions, starts)]))
 
 
@@ -198,7 +202,7 @@ def disagreement(model, segments):
 
     from rlhf import reward_model as rm
     with torch.no_grad():
-        returns = rm.segment_returns(model, model.segment_inputs(segments.obs, segments.actions, segments.absorbing)).cpu().double().numpy()  # (E, S)
+        returns = rm.segment_returns(model, model.segment_inputs(segments.obs, segments.actions, segments.absorbing, segments.terminal)).cpu().double().numpy()  # (E, S)
 
     def pair_variance(pairs):
         p1 = 0.5 * (1 + np.tanh((returns[:, pairs[:, 0]] - returns[:, pairs[:, 1]]) / 2))  # sigmoid that cannot overflow
@@ -271,7 +275,7 @@ def main(args):
 
     # segments: the first n_train are the training pool, the rest are held out
     if args.spec.tabular and k == 1 and policy is None:
-        segments = Segments(*md.uniform_steps(args.n_segments, rng), np.zeros((args.n_segments, 1), bool))
+        segments = Segments(*md.uniform_steps(args.n_segments, rng), *np.zeros((2, args.n_segments, 1), bool))
     else:
         segments = rollout_segments(args.spec, args.n_segments, k, args.seed, rng, args.max_start_step, policy)
     n_train_segments = args.n_segments - args.n_val_segments
@@ -303,7 +307,7 @@ def main(args):
                 **({"selection": selection} if selection else {})}
     mode = "append" if args.append else "overwrite" if args.overwrite else "create"
     db.write_generation(args.db, mode, env_params=args.spec.params(), run_info=run_info, obs=segments.obs,
-                        actions=segments.actions, rewards=segments.rewards, absorbing=segments.absorbing, replay=segments.replay,
+                        actions=segments.actions, rewards=segments.rewards, absorbing=segments.absorbing, terminal=segments.terminal, replay=segments.replay,
                         source="policy" if policy else "uniform" if segments.replay is None else "random_policy", pairs=pairs,
                         validation=validation, status=status, mu1=mu1,
                         labeler=None if args.oracle == "none" else f"oracle:{args.oracle}")

@@ -201,9 +201,9 @@ def main(args):
             raise rm.RewardModelError(f"{args.reward_model} holds no reward statistics to normalize with; retrain it, or pass --reward-transform clip")
     stats = reward_model.normalization() if reward_model is not None else None  # the absorbing state pays 0 where the model has it
 
-    def learned_reward(o, a, o_next, absorbing=False):  # off the grid: one batched call of the model for a whole rollout
+    def learned_reward(o, a, o_next, absorbing=False, terminal=None):  # off the grid: one batched call of the model for a whole rollout
         r = reward_model.reward(o.reshape(-1, o.shape[-1]), a.reshape(-1, *a.shape[2:]), o_next.reshape(-1, o.shape[-1]),
-                                np.full(o.shape[0] * o.shape[1], absorbing))
+                                np.full(o.shape[0] * o.shape[1], absorbing), None if terminal is None else terminal.reshape(-1))
         return rm.transform_rewards(r, args.reward_transform, stats).reshape(a.shape[:2]).astype(np.float32)
 
     if args.resume:  # C17's loop trains the same agent further each round, on the latest reward model
@@ -289,7 +289,7 @@ def main(args):
         if learned_table is not None:
             learned = learned_table[md.position_to_state(obs.astype(np.int64)), actions]
         elif reward_model is not None:
-            learned = learned_reward(obs, executed, last_obs)  # the reward of what the env did, as the DB stores it
+            learned = learned_reward(obs, executed, last_obs, terminal=terminations)  # the reward of what the env did, as the DB stores it
             if terminations.any():
                 final = last_obs[terminations]
                 null = np.broadcast_to(null_action, (len(final), *null_action.shape))

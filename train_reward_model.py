@@ -64,6 +64,9 @@ def parse_args(argv=None):
     p.add_argument("--hidden-size", type=cli.positive_int, default=64, help="units per hidden layer (write-up: 64)")
     p.add_argument("--position-scale", type=cli.positive_float, default=30.0,
                    help="normalized encoding: the position spans [-this, this]; above 1 the learned potential's peak is sharper")
+    p.add_argument("--terminal-input", action=argparse.BooleanOptionalAction, default=False,
+                   help="state-action form, an env that terminates: the network sees which step ended the episode, so "
+                        "that a crash's or a landing's reward is learned on that step (reward_model.RewardModel)")
     p.add_argument("--ensemble-size", type=cli.positive_int, default=3,
                    help="members, each on its own bootstrap batches; the reward is their mean (C17: 3; write-up: 1)")
     p.add_argument("--label-noise", type=cli.fraction_below_one, default=0.0, help="assumed share of random answers (C17: 0.1)")
@@ -76,6 +79,9 @@ def parse_args(argv=None):
     args_spec = cli.env_spec_with_defaults(p, argv, "train_reward_model")
     args = p.parse_args(argv)
     args.spec = args_spec
+    if args.terminal_input and (args_spec.tabular or args.reward_form != "state-action"):
+        p.error(f"--terminal-input needs an env that terminates and --reward-form state-action"
+                f"{' (the moving dot never terminates)' if args_spec.tabular else ''}; drop it")
     args.plot = args.plot or os.path.splitext(args.out)[0] + ".png"
     return args
 
@@ -180,11 +186,11 @@ def main(args):
         raise db.PreferencesDBError(f"{args.db} has no labeled training comparisons (label source {args.label_source}); label some or generate them with make_preferences_db.py")
     if args.init:  # continue from an earlier model: the same network, trained further on all labels so far
         model = rm.load(args.init, device, env_spec=args.spec).train()
-        for key in ("encoding", "ensemble_size", "hidden_size", "form", "activation", "position_scale"):
+        for key in ("encoding", "ensemble_size", "hidden_size", "form", "activation", "position_scale", "terminal_input"):
             setattr(args, "reward_form" if key == "form" else key, model.config[key])
     else:
         model = rm.for_env(args.spec, args.encoding, args.ensemble_size, args.hidden_size, args.reward_form, args.activation,
-                           args.position_scale)
+                           args.position_scale, args.terminal_input)
         model.set_obs_scaling(args.spec.obs_low, args.spec.obs_high, np.concatenate([train.obs1, train.obs2]))
         model.to(device)
     train_inputs, val_inputs = rm.comparison_inputs(model, train).to(device), rm.comparison_inputs(model, val).to(device)
@@ -323,16 +329,16 @@ def _correlation(a, b) -> float:
 
 
 @torch.no_grad()
-def _step_rewards(model, obs, actions, absorbing):
+def _step_rewards(model, obs, actions, absorbing, terminal):
     """The learned reward (mean over members) of every step of segments, (n, k)."""
-    return model.reward(obs[:, :-1], actions, obs[:, 1:], absorbing)
+    return model.reward(obs[:, :-1], actions, obs[:, 1:], absorbing, terminal)
 
 
 def step_reward_stats(model, comparisons):
     """(mean, std) of the learned reward over every step of the training segments: what PPO's
     'normalize' transform uses off the moving dot's grid."""
-    rewards = np.concatenate([_step_rewards(model, comparisons.obs1, comparisons.actions1, comparisons.absorbing1).ravel(),
-                              _step_rewards(model, comparisons.obs2, comparisons.actions2, comparisons.absorbing2).ravel()])
+    rewards = np.concatenate([_step_rewards(model, comparisons.obs1, comparisons.actions1, comparisons.absorbing1, comparisons.terminal1).ravel(),
+                              _step_rewards(model, comparisons.obs2, comparisons.actions2, comparisons.absorbing2, comparisons.terminal2).ravel()])
     return float(rewards.mean()), float(rewards.std())
 
 
@@ -365,9 +371,10 @@ def held_out_steps(model, comparisons, oracle, env_id):
     """The learned reward and the oracle's score of every step of these segments, and both
     segment returns: what a learned reward is judged by where no exact scoring exists."""
     learned, true, learned_returns, true_returns = [], [], [], []
-    for obs, actions, rewards, absorbing in ((comparisons.obs1, comparisons.actions1, comparisons.rewards1, comparisons.absorbing1),
-                                             (comparisons.obs2, comparisons.actions2, comparisons.rewards2, comparisons.absorbing2)):
-        step_learned = _step_rewards(model, obs, actions, absorbing)
+    for obs, actions, rewards, absorbing, terminal in (
+            (comparisons.obs1, comparisons.actions1, comparisons.rewards1, comparisons.absorbing1, comparisons.terminal1),
+            (comparisons.obs2, comparisons.actions2, comparisons.rewards2, comparisons.absorbing2, comparisons.terminal2)):
+        step_learned = _step_rewards(model, obs, actions, absorbing, terminal)
         learned.append(step_learned.ravel())
         true.append(envs.step_scores(oracle, env_id, obs, actions, rewards, absorbing).ravel())
         learned_returns.append(step_learned.sum(1))

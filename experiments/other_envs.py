@@ -155,7 +155,7 @@ def learned_value(model, agent, env_spec, gamma, n_episodes=5, seed=100_000):
         out = policy(obs)[0]
         action = out.argmax(1) if agent.discrete else np.clip(out, env_spec.action_low, env_spec.action_high).astype(np.float32)
         next_obs, _, terminated, truncated, info = vec.step(action)
-        value += np.where(running, discount * normalize(model.reward(obs, action, envs.last_observations(next_obs, info))), 0.0)
+        value += np.where(running, discount * normalize(model.reward(obs, action, envs.last_observations(next_obs, info), None, terminated)), 0.0)
         discount *= gamma
         value += np.where(running & terminated, discount / (1 - gamma) * absorbing_reward, 0.0)
         running &= ~(terminated | truncated)

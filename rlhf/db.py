@@ -17,7 +17,8 @@ An SQLite file with four tables (docs/file_formats.md documents them):
                                   observation with reward 0 (C17 removed variable-length episodes;
                                   a fixed length with an absorbing end keeps every segment
                                   comparable, and a segment that ends an episode early can be told
-                                  from one that does not).
+                                  from one that does not). At t = length it says whether the
+                                  segment's last step ended the episode (or came after its end).
   comparisons(id, segment1_id, segment2_id, split, status, mu1, mu2, label_source, labeler,
               labeled_at, created_at, batch, lease_token, lease_expires)
 
@@ -103,8 +104,8 @@ class Comparisons:
 
     obs*: (n, k + 1, d) float32 observations o_0..o_k; actions*: (n, k) int64 for a Discrete
     action, (n, k, d) float32 for a Box; rewards*: (n, k) float32, the env's; absorbing*: (n, k)
-    bool, the steps after the episode terminated; mu*: (n,) float32 (NaN where not labeled);
-    validation: (n,) bool, True for the held-out split.
+    bool, the steps after the episode terminated; terminal*: (n, k) bool, the step that terminated
+    it; mu*: (n,) float32 (NaN where not labeled); validation: (n,) bool, True for the held-out split.
     """
 
     ids: np.ndarray
@@ -112,10 +113,12 @@ class Comparisons:
     actions1: np.ndarray
     rewards1: np.ndarray
     absorbing1: np.ndarray
+    terminal1: np.ndarray
     obs2: np.ndarray
     actions2: np.ndarray
     rewards2: np.ndarray
     absorbing2: np.ndarray
+    terminal2: np.ndarray
     mu1: np.ndarray
     mu2: np.ndarray
     validation: np.ndarray
@@ -219,9 +222,11 @@ def _build_new(path: str, overwrite: bool, fill) -> None:
 
 
 def write_generation(path: str, mode: str, *, env_params: dict, run_info: dict, obs, actions, source: str,
-                     pairs, validation, status, mu1, rewards=None, absorbing=None, replay=None, labeler: str | None = None) -> dict:
+                     pairs, validation, status, mu1, rewards=None, absorbing=None, terminal=None, replay=None,
+                     labeler: str | None = None) -> dict:
     """Store one generator run: segments (obs (S, k+1, d), actions (S, k) or (S, k, d), the env's
-    rewards (S, k), absorbing (S, k) bool; replay: None, or (reset_seed (S,), start_step (S,),
+    rewards (S, k), absorbing and terminal (S, k) bool (the steps after the episode terminated, the
+    step that terminated it: the steps table's absorbing flag of o_0..o_k holds both); replay: None, or (reset_seed (S,), start_step (S,),
     replay_actions: S arrays) to replay each segment from its episode's reset) and comparisons
     (pairs (n, 2) indices into those segments, validation (n,) bool, status (n,) strings, mu1 (n,)
     floats, NaN where not labeled). All or nothing.
@@ -236,6 +241,8 @@ def write_generation(path: str, mode: str, *, env_params: dict, run_info: dict, 
         obs = obs[..., None]
     rewards = np.zeros((n_segments, k)) if rewards is None else np.asarray(rewards, dtype=np.float64)
     absorbing = np.zeros((n_segments, k), dtype=bool) if absorbing is None else np.asarray(absorbing, dtype=bool)
+    terminal = np.zeros((n_segments, k), dtype=bool) if terminal is None else np.asarray(terminal, dtype=bool)
+    ended = np.concatenate([absorbing, absorbing[:, -1:] | terminal[:, -1:]], 1)  # o_t is past the episode's end, t = 0..k
     pairs, status, mu1 = np.asarray(pairs, dtype=np.int64), np.asarray(status), np.asarray(mu1, dtype=np.float64)
     bad_status = set(np.unique(status).tolist()) - set(STATUSES)
     if bad_status:
@@ -256,7 +263,7 @@ def write_generation(path: str, mode: str, *, env_params: dict, run_info: dict, 
         conn.executemany("INSERT INTO segments (id, length, source, batch, reset_seed, start_step, replay_actions)"
                          " VALUES (?, ?, ?, ?, ?, ?, ?)", segment_rows)
         conn.executemany("INSERT INTO steps (segment_id, t, obs, action, reward, absorbing) VALUES (?, ?, ?, ?, ?, ?)",
-                         _step_rows(seg_ids, obs, actions, rewards, absorbing))
+                         _step_rows(seg_ids, obs, actions, rewards, ended))
         now = _now()
         labeled = status != "pending"
         mu1_sql = np.where(status == "labeled", mu1, np.nan)
@@ -309,15 +316,15 @@ def _as_bytes(array, rows):
     return flat.view(f"V{flat.shape[1] * flat.itemsize}")[:, 0].tolist()
 
 
-def _step_rows(seg_ids, obs, actions, rewards, absorbing):
-    """The steps table's rows of segments (obs (S, k+1, d), actions (S, k[, d]), rewards and
-    absorbing (S, k)); the step t = k has no action and no reward."""
+def _step_rows(seg_ids, obs, actions, rewards, ended):
+    """The steps table's rows of segments (obs (S, k+1, d), actions (S, k[, d]), rewards (S, k)
+    and ended (S, k + 1): o_t is past the episode's end); the step t = k has no action and no reward."""
     n_segments, k = actions.shape[:2]
     pad = np.zeros((n_segments, 1, *actions.shape[2:]), dtype=actions.dtype)
     action_rows = _as_bytes(np.concatenate([actions.reshape(n_segments, k, -1), pad.reshape(n_segments, 1, -1)], 1), n_segments * (k + 1))
     last = np.tile(np.arange(k + 1) == k, n_segments).tolist()
     reward_rows = np.concatenate([rewards, np.zeros((n_segments, 1))], 1).ravel().tolist()
-    absorbing_rows = np.concatenate([absorbing, np.zeros((n_segments, 1), bool)], 1).ravel().astype(int).tolist()
+    absorbing_rows = ended.ravel().astype(int).tolist()
     return ((seg, t, o, None if end else a, None if end else r, b) for seg, t, o, a, r, b, end in zip(
         np.repeat(seg_ids, k + 1).tolist(), np.tile(np.arange(k + 1), n_segments).tolist(), _as_bytes(obs, n_segments * (k + 1)),
         action_rows, reward_rows, absorbing_rows, last))
@@ -345,7 +352,7 @@ def load_comparisons(path: str, statuses=("labeled",), label_source: str = "all"
         rows = conn.execute(
             f"SELECT id, segment1_id, segment2_id, split = 'validation', IFNULL(mu1, 'NaN'), IFNULL(mu2, 'NaN')"
             f" FROM comparisons WHERE {where} ORDER BY id", params).fetchall()
-        segment_ids, obs, actions, rewards, absorbing = segments_arrays(conn, meta)
+        segment_ids, obs, actions, rewards, absorbing, terminal = segments_arrays(conn, meta)
         conn.execute("COMMIT")
     finally:
         conn.close()
@@ -353,16 +360,18 @@ def load_comparisons(path: str, statuses=("labeled",), label_source: str = "all"
     first, second = (np.searchsorted(segment_ids, table[:, c].astype(np.int64)) for c in (1, 2))
     return Comparisons(
         ids=table[:, 0].astype(np.int64),
-        obs1=obs[first], actions1=actions[first], rewards1=rewards[first], absorbing1=absorbing[first],
-        obs2=obs[second], actions2=actions[second], rewards2=rewards[second], absorbing2=absorbing[second],
+        obs1=obs[first], actions1=actions[first], rewards1=rewards[first], absorbing1=absorbing[first], terminal1=terminal[first],
+        obs2=obs[second], actions2=actions[second], rewards2=rewards[second], absorbing2=absorbing[second], terminal2=terminal[second],
         mu1=table[:, 4].astype(np.float32), mu2=table[:, 5].astype(np.float32),
         validation=table[:, 3].astype(bool),
     )
 
 
 def segments_arrays(conn: sqlite3.Connection, meta: dict, where: str = "", params=()):
-    """Every segment's (ids (S,), obs (S, k+1, d), actions (S, k[, d]), rewards (S, k), absorbing (S, k)),
-    ordered by id: the steps' bytes joined once and read as one array each."""
+    """Every segment's (ids (S,), obs (S, k+1, d), actions (S, k[, d]), rewards (S, k), absorbing (S, k),
+    terminal (S, k)), ordered by id: the steps' bytes joined once and read as one array each. A DB
+    written before 2026-12-07 flagged no final observation as ended: there a termination on a
+    segment's last step reads as none."""
     k, d = meta["segment_length"], meta["env"]["observation_shape"][0]
     dtype = action_dtype(meta["env"])
     steps = conn.execute(f"SELECT segment_id, obs, IFNULL(action, X''), IFNULL(reward, 0), absorbing FROM steps {where}"
@@ -370,15 +379,17 @@ def segments_arrays(conn: sqlite3.Connection, meta: dict, where: str = "", param
     n = len(steps) // (k + 1)
     if not steps:
         shape = (0, k) if dtype == np.int64 else (0, k, len(meta["env"]["action_space"]["low"]))
-        return np.zeros(0, np.int64), np.zeros((0, k + 1, d), np.float32), np.zeros(shape, dtype), np.zeros((0, k), np.float32), np.zeros((0, k), bool)
+        return (np.zeros(0, np.int64), np.zeros((0, k + 1, d), np.float32), np.zeros(shape, dtype), np.zeros((0, k), np.float32),
+                np.zeros((0, k), bool), np.zeros((0, k), bool))
     ids, obs, action, reward, absorbing = zip(*steps)
     obs = np.frombuffer(b"".join(obs), dtype=np.float32).reshape(n, k + 1, d).copy()  # writable, as torch wants
     actions = np.frombuffer(b"".join(action), dtype=dtype).reshape(n, k, -1).copy()
     if dtype == np.int64:
         actions = actions[..., 0]
     rewards = np.array(reward, dtype=np.float32).reshape(n, k + 1)[:, :k]
-    absorbing = np.array(absorbing, dtype=bool).reshape(n, k + 1)[:, :k]
-    return np.array(ids[::k + 1], dtype=np.int64), obs, actions, rewards, absorbing
+    ended = np.array(absorbing, dtype=bool).reshape(n, k + 1)
+    absorbing, terminal = ended[:, :k], ended[:, 1:] & ~ended[:, :k]
+    return np.array(ids[::k + 1], dtype=np.int64), obs, actions, rewards, absorbing, terminal
 
 
 def migrate_v1(path: str) -> str:
@@ -415,7 +426,8 @@ def migrate_v1(path: str) -> str:
         positions, actions = table[..., 1:3], table[:, :-1, 3]
         rewards = md.TRUE_REWARD[md.position_to_state(positions[:, :-1]), actions]  # the dot's reward is a function of (o, a)
         conn.executemany("INSERT INTO steps (segment_id, t, obs, action, reward, absorbing) VALUES (?, ?, ?, ?, ?, ?)",
-                         _step_rows(table[:, 0, 0], positions.astype(np.float32), actions, rewards, np.zeros(actions.shape, bool)))
+                         _step_rows(table[:, 0, 0], positions.astype(np.float32), actions, rewards,
+                                    np.zeros(positions.shape[:2], bool)))
         conn.executemany(f"INSERT INTO comparisons ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", comparisons)
         _set_metadata(conn, {**meta, "schema_version": SCHEMA_VERSION, "env": env_params, "migrated_from": {"schema_version": 1, "env": meta.get("env")}})
 
@@ -482,7 +494,7 @@ def _write_transaction(path: str, work):
 
 def _segment(conn: sqlite3.Connection, segment_id: int) -> dict:
     meta = {key: json.loads(value) for key, value in conn.execute("SELECT key, value FROM metadata WHERE key IN ('env', 'segment_length')")}
-    _, obs, actions, _, absorbing = segments_arrays(conn, meta, "WHERE segment_id = ?", (segment_id,))
+    _, obs, actions, _, absorbing, _ = segments_arrays(conn, meta, "WHERE segment_id = ?", (segment_id,))
     replayable = conn.execute("SELECT reset_seed IS NOT NULL FROM segments WHERE id = ?", (segment_id,)).fetchone()[0]
     return {"id": segment_id, "positions": obs[0].tolist(), "actions": actions[0].tolist(),
             "absorbing": absorbing[0].tolist(), "replayable": bool(replayable)}

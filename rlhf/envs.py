@@ -382,7 +382,9 @@ DEFAULTS = {
     },
     "LunarLander-v3": {
         "make_preferences_db": {**_GENERIC_GENERATOR, "n_segments": 6000, "n_comparisons": 3000},
-        "train_reward_model": _GENERIC_TRAINER,
+        # the step that ends an episode is an input: crashes end most random clips and landings almost none, and without
+        # it the model paid every step alive above the end, and PPO hovered (reward_model.RewardModel, docs/other_envs.md)
+        "train_reward_model": {**_GENERIC_TRAINER, "terminal_input": True},
         # RL Zoo's PPO settings for LunarLander (ppo.yml): 16 envs x 1024 steps, minibatches of 64, gamma 0.999, and SB3's
         # PPO around them: a constant step size of 3e-4 and no value-loss clipping; observations normalized by running
         # statistics, as RL Zoo feeds them raw (scaled by the bounds, +-10 for the velocities, the inputs are ~10x smaller)

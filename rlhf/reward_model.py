@@ -68,26 +68,36 @@ class RewardModel(nn.Module):
     absorbing state (Kostrikov et al. 2019): the network sees a flag and zeros, not o_T and the
     null action, so its reward is one learned number. Seen as (o_T, null), a smooth network
     has to tell the terminal observation from the live states next to it, and extrapolates.
+
+    terminal_input (state-action form): a flag on the step that ends the episode, r(o, a, done),
+    so that what ending pays (a crash, a landing) is learned on that step. Without it, a clip that
+    ends in a crash can be explained as well by a low absorbing state as by a costly crash: with
+    crashes in most random clips and landings in almost none, LunarLander's model paid every step
+    alive above the end, and PPO hovered (docs/other_envs.md).
     """
 
     def __init__(self, encoding="normalized", ensemble_size=1, hidden_size=64, form="potential", activation="relu",
-                 position_scale=1.0, obs_dim=2, n_actions=md.N_ACTIONS, action_low=None, action_high=None, absorbing_state=False):
+                 position_scale=1.0, obs_dim=2, n_actions=md.N_ACTIONS, action_low=None, action_high=None, absorbing_state=False,
+                 terminal_input=False):
         super().__init__()
         for name, value, choices in (("encoding", encoding, ENCODINGS), ("form", form, FORMS), ("activation", activation, ACTIVATIONS)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {choices}, not {value!r}")
         if (n_actions is None) == (action_low is None):
             raise ValueError("a reward model has either n_actions (Discrete) or action_low and action_high (Box)")
+        if terminal_input and (form == "potential" or not absorbing_state):
+            raise ValueError("terminal_input needs the state-action form and the absorbing state")
         self.config = {"encoding": encoding, "ensemble_size": int(ensemble_size), "hidden_size": int(hidden_size),
                        "form": form, "activation": activation, "position_scale": float(position_scale), "obs_dim": int(obs_dim),
                        "n_actions": None if n_actions is None else int(n_actions),
                        "action_low": None if action_low is None else [float(v) for v in action_low],
                        "action_high": None if action_high is None else [float(v) for v in action_high],
-                       "absorbing_state": bool(absorbing_state)}
+                       "absorbing_state": bool(absorbing_state),
+                       "terminal_input": bool(terminal_input)}
         self.encoding, self.ensemble_size, self.form = encoding, int(ensemble_size), form
-        self.n_actions, self.absorbing_state = n_actions, bool(absorbing_state)
+        self.n_actions, self.absorbing_state, self.terminal_input = n_actions, bool(absorbing_state), bool(terminal_input)
         action_features = (n_actions if encoding == "normalized" else 1) if n_actions is not None else len(action_low)
-        in_features = obs_dim + (0 if form == "potential" else action_features) + int(absorbing_state)
+        in_features = obs_dim + (0 if form == "potential" else action_features) + int(absorbing_state) + int(terminal_input)
         act = nn.ReLU if activation == "relu" else nn.Tanh
         self.net = nn.Sequential(
             EnsembleLinear(ensemble_size, in_features, hidden_size, math.sqrt(2)), act(),
@@ -121,9 +131,10 @@ class RewardModel(nn.Module):
         self.obs_low.copy_(torch.as_tensor(np.where(bounded, low, mean - std), dtype=torch.float32))
         self.obs_high.copy_(torch.as_tensor(np.where(bounded, high, mean + std), dtype=torch.float32))
 
-    def features(self, obs, actions=None, absorbing=None):
+    def features(self, obs, actions=None, absorbing=None, terminal=None):
         """Network inputs (..., in_features) for observations (..., d) and, in the state-action
-        form, actions (...) or (..., d_action); ``absorbing`` (...): which rows are the absorbing state."""
+        form, actions (...) or (..., d_action); ``absorbing`` (...): which rows are the absorbing state;
+        ``terminal`` (...): which rows end the episode (None: none)."""
         obs = torch.as_tensor(obs, device=self.device).float()
         if self.encoding == "raw":
             position = obs
@@ -134,28 +145,33 @@ class RewardModel(nn.Module):
         if self.n_actions is None:  # a Box action, scaled to [-1, 1] from its bounds
             actions = torch.as_tensor(np.array(actions, dtype=np.float32) if isinstance(actions, np.ndarray) else actions, device=self.device).float()
             action = actions if self.encoding == "raw" else 2 * (actions - self.action_low) / (self.action_high - self.action_low) - 1
-            return self._flag(torch.cat([position, action], -1), absorbing)
+            return self._flag(torch.cat([position, action], -1), absorbing, terminal)
         actions = torch.as_tensor(np.array(actions, dtype=np.int64) if isinstance(actions, np.ndarray) else actions, device=self.device).long()
         action = actions.unsqueeze(-1).float() if self.encoding == "raw" else F.one_hot(actions, self.n_actions).float()
-        return self._flag(torch.cat([position, action], -1), absorbing)
+        return self._flag(torch.cat([position, action], -1), absorbing, terminal)
 
-    def _flag(self, x, absorbing):
-        """With absorbing_state: the absorbing rows become (0, ..., 0, 1), the others (x, 0)."""
+    def _flag(self, x, absorbing, terminal=None):
+        """With absorbing_state: the absorbing rows become (0, ..., 0, 1), the others (x, 0); with
+        terminal_input one more column, 1 on the rows that end the episode."""
         if not self.absorbing_state:
             return x
-        flag = (torch.zeros(x.shape[:-1], device=self.device) if absorbing is None
-                else torch.as_tensor(absorbing, device=self.device).float().expand(x.shape[:-1]))
-        return torch.cat([x * (1 - flag).unsqueeze(-1), flag.unsqueeze(-1)], -1)
+        as_flag = lambda f: (torch.zeros(x.shape[:-1], device=self.device) if f is None
+                             else torch.as_tensor(np.asarray(f), device=self.device).float().expand(x.shape[:-1]))
+        flag = as_flag(absorbing)
+        columns = [x * (1 - flag).unsqueeze(-1), flag.unsqueeze(-1)]
+        if self.terminal_input:
+            columns.append((as_flag(terminal) * (1 - flag)).unsqueeze(-1))
+        return torch.cat(columns, -1)
 
-    def segment_inputs(self, obs, actions, absorbing=None):
+    def segment_inputs(self, obs, actions, absorbing=None, terminal=None):
         """What the network sees of segments with observations (..., k + 1, d), actions
-        (..., k[, d_action]) and absorbing steps (..., k): the first and last observation (..., 2, in)
+        (..., k[, d_action]), absorbing steps and the terminal step (..., k): the first and last observation (..., 2, in)
         in the potential form, every (o_t, a_t) (..., k, in) in the state-action form."""
         obs = torch.as_tensor(obs)
         if self.form == "potential":
             last = None if absorbing is None else np.stack([np.zeros_like(np.asarray(absorbing)[..., 0]), np.asarray(absorbing)[..., -1]], -1)
             return self.features(obs[..., [0, -1], :], absorbing=last)
-        return self.features(obs[..., :-1, :], actions, absorbing)
+        return self.features(obs[..., :-1, :], actions, absorbing, terminal)
 
     def member_outputs(self, features, per_member=False):
         """Network outputs (E, ...) of every member. features (..., in), shared by the members,
@@ -166,19 +182,20 @@ class RewardModel(nn.Module):
         out = self.net(features.reshape(self.ensemble_size, -1, features.shape[-1]))
         return out.reshape(self.ensemble_size, *batch_shape)
 
-    def member_rewards(self, obs, actions, next_obs, absorbing=None):
+    def member_rewards(self, obs, actions, next_obs, absorbing=None, terminal=None):
         """Per-step rewards (E, ...) of every member for arrays of o (..., d), a (...[, d_action]) and
-        o' (..., d); ``absorbing`` (...): rows that are the absorbing state (the potential form: o' is)."""
+        o' (..., d); ``absorbing`` (...): rows that are the absorbing state (the potential form: o' is);
+        ``terminal`` (...): rows whose step ended the episode."""
         if self.form == "potential":
             flags = None if absorbing is None else np.stack([np.zeros_like(np.asarray(absorbing)), np.asarray(absorbing)], -1)
             both = self.member_outputs(self.features(torch.stack([torch.as_tensor(obs).float(), torch.as_tensor(next_obs).float()], -2),
                                                      absorbing=flags))
             return both[..., 1] - both[..., 0]  # one batched call for o and o'
-        return self.member_outputs(self.features(obs, actions, absorbing))
+        return self.member_outputs(self.features(obs, actions, absorbing, terminal))
 
-    def forward(self, obs, actions, next_obs, absorbing=None):
+    def forward(self, obs, actions, next_obs, absorbing=None, terminal=None):
         """Mean reward over the members, shape of ``actions``."""
-        return self.member_rewards(obs, actions, next_obs, absorbing).mean(0)
+        return self.member_rewards(obs, actions, next_obs, absorbing, terminal).mean(0)
 
     def normalization(self):
         """(shift, scale) of the 'normalize' transform off the grid (transform_rewards), or None without
@@ -193,10 +210,11 @@ class RewardModel(nn.Module):
         return float(self.reward(obs, action, obs, np.ones(1, bool))[0]), self.reward_stats[1]
 
     @torch.no_grad()
-    def reward(self, obs, actions, next_obs, absorbing=None) -> np.ndarray:
+    def reward(self, obs, actions, next_obs, absorbing=None, terminal=None) -> np.ndarray:
         """The learned reward r(o, a, o') for arrays of observations o (..., d), actions (...[, d_action])
-        and next observations o' (..., d), and which rows are the absorbing state: one batched call."""
-        return self.forward(obs, actions, next_obs, absorbing).cpu().numpy()
+        and next observations o' (..., d), which rows are the absorbing state and which ended the
+        episode: one batched call."""
+        return self.forward(obs, actions, next_obs, absorbing, terminal).cpu().numpy()
 
 
 def transform_rewards(rewards, transform, table):
@@ -238,8 +256,8 @@ def preference_loss(returns1, returns2, mu1, mu2, label_noise=0.0):
 def comparison_inputs(model: RewardModel, comparisons):
     """Network inputs of both segments of every comparison of a db.Comparisons, (n, 2, L, in): L = 2
     (first and last observation) in the potential form, k (every step) in the state-action form."""
-    return torch.stack([model.segment_inputs(comparisons.obs1, comparisons.actions1, comparisons.absorbing1),
-                        model.segment_inputs(comparisons.obs2, comparisons.actions2, comparisons.absorbing2)], 1)
+    return torch.stack([model.segment_inputs(comparisons.obs1, comparisons.actions1, comparisons.absorbing1, comparisons.terminal1),
+                        model.segment_inputs(comparisons.obs2, comparisons.actions2, comparisons.absorbing2, comparisons.terminal2)], 1)
 
 
 @torch.no_grad()
@@ -360,12 +378,12 @@ def sampled_epic_distance(learned, true, obs, actions, next_obs, random_actions,
 # --- the model file ---
 
 def for_env(env_spec, encoding="normalized", ensemble_size=1, hidden_size=64, form="potential", activation="relu",
-            position_scale=1.0) -> RewardModel:
+            position_scale=1.0, terminal_input=False) -> RewardModel:
     """A new reward model for the env's spaces (envs.EnvSpec)."""
     discrete = env_spec.discrete
     model = RewardModel(encoding, ensemble_size, hidden_size, form, activation, position_scale, env_spec.obs_dim,
                         env_spec.n_actions, None if discrete else env_spec.action_low, None if discrete else env_spec.action_high,
-                        absorbing_state=not env_spec.tabular)  # the moving dot never terminates
+                        absorbing_state=not env_spec.tabular, terminal_input=terminal_input)  # the moving dot never terminates
     model.set_obs_scaling(env_spec.obs_low, env_spec.obs_high, np.zeros((0, env_spec.obs_dim)))  # the trainer adds the data's
     return model
 

@@ -506,10 +506,12 @@ def test_box_actions_rewards_absorbing_and_replay_round_trip(tmp_path):
     rewards = rng.normal(size=(n, k))
     absorbing = np.zeros((n, k), dtype=bool)
     absorbing[1, 2] = absorbing[3, 1:] = True
+    terminal = np.zeros((n, k), dtype=bool)
+    terminal[0, 2] = terminal[1, 1] = terminal[3, 0] = True  # segment 0 ends its episode on its last step
     episode_actions = [rng.uniform(-2, 2, size=(s + k, 1)).astype(np.float32) for s in (0, 2, 5, 1)]
     replay = (np.array([10, 11, 12, 13]), np.array([0, 2, 5, 1]), episode_actions)
     db.write_generation(str(path), "create", env_params=pendulum, run_info=run_info(), obs=obs, actions=actions,
-                        rewards=rewards, absorbing=absorbing, replay=replay, source="random_policy", pairs=PAIRS,
+                        rewards=rewards, absorbing=absorbing, terminal=terminal, replay=replay, source="random_policy", pairs=PAIRS,
                         validation=VALIDATION, status=STATUS, mu1=MU1)
     c = db.load_comparisons(str(path), statuses=ALL_STATUSES)
     assert c.obs1.dtype == np.float32 and c.obs1.shape == (5, k + 1, 3)
@@ -520,6 +522,7 @@ def test_box_actions_rewards_absorbing_and_replay_round_trip(tmp_path):
         np.testing.assert_array_equal(getattr(c, f"actions{side}"), actions[PAIRS[:, column]])
         np.testing.assert_array_equal(getattr(c, f"rewards{side}"), rewards[PAIRS[:, column]].astype(np.float32))
         np.testing.assert_array_equal(getattr(c, f"absorbing{side}"), absorbing[PAIRS[:, column]])
+        np.testing.assert_array_equal(getattr(c, f"terminal{side}"), terminal[PAIRS[:, column]])
     assert db.read_metadata(str(path))["env"] == pendulum
 
     conn = sqlite3.connect(path)
@@ -527,10 +530,10 @@ def test_box_actions_rewards_absorbing_and_replay_round_trip(tmp_path):
     assert [r[:2] for r in rows] == [(10, 0), (11, 2), (12, 5), (13, 1)]
     for (_, _, blob), expected in zip(rows, episode_actions):
         np.testing.assert_array_equal(np.frombuffer(blob, np.float32).reshape(-1, 1), expected)
-    # the step after the last action has no action and no reward, and is never absorbing
-    assert conn.execute("SELECT COUNT(*) FROM steps WHERE t = ? AND action IS NULL AND reward IS NULL AND absorbing = 0",
-                        (k,)).fetchone()[0] == n
-    assert conn.execute("SELECT segment_id, t FROM steps WHERE absorbing = 1 ORDER BY segment_id, t").fetchall() == [(2, 2), (4, 1), (4, 2)]
+    # the step after the last action has no action and no reward; it is absorbing where the episode ended by then
+    assert conn.execute("SELECT COUNT(*) FROM steps WHERE t = ? AND action IS NULL AND reward IS NULL", (k,)).fetchone()[0] == n
+    assert conn.execute("SELECT segment_id, t FROM steps WHERE absorbing = 1 ORDER BY segment_id, t").fetchall() == [
+        (1, 3), (2, 2), (2, 3), (4, 1), (4, 2), (4, 3)]
     assert {len(o) for (o,) in conn.execute("SELECT obs FROM steps")} == {3 * 4}  # float32 bytes
     conn.close()
 

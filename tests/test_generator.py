@@ -478,7 +478,7 @@ def x_climbing_ensemble():
 def segments_of(states, actions):
     """The generator's Segments of the dot's states (n, k + 1) and actions (n, k)."""
     rewards = md.TRUE_REWARD[states[:, :-1], actions]
-    return gen.Segments(md.OBS_TABLE[states], actions, rewards, np.zeros(actions.shape, bool))
+    return gen.Segments(md.OBS_TABLE[states], actions, rewards, np.zeros(actions.shape, bool), np.zeros(actions.shape, bool))
 
 
 def right_variance(d):

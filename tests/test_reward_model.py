@@ -28,7 +28,7 @@ SCRIPT = os.path.join(ROOT, "train_reward_model.py")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DOT = envs.spec("MovingDot-v0")
 TRAINED_STEPS = 1200  # the `trained` model's budget: enough to stop early, and to learn the order (0.999 agreement)
-DOT_SPACES = {"obs_dim": 2, "n_actions": 5, "action_low": None, "action_high": None, "absorbing_state": False}  # the config's env part, the dot's
+DOT_SPACES = {"obs_dim": 2, "n_actions": 5, "action_low": None, "action_high": None, "absorbing_state": False, "terminal_input": False}  # the config's env part, the dot's
 
 
 def generate(path, *flags, n=3000):
