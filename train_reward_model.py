@@ -137,7 +137,7 @@ def plot(path, history, diff, classes, summary, table=None, policy=None, steps_v
     ax.text(-0.1, 1, "\n".join(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}"
                             for key, value in summary.items() if key != "args"), va="top", family="monospace", fontsize=8.5)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=80, pil_kwargs={"compress_level": 1})  # zlib's fastest: the PNG is ~1.5x larger, written 3x faster
+    fig.savefig(path, dpi=80, pil_kwargs={"compress_level": 1})  # zlib's fastest: a larger PNG, written faster (docs/performance.md)
 
 
 def _plot_grid(fig, grid, table, policy, summary):

@@ -391,7 +391,7 @@ DEFAULTS = {
         "train_reward_model": {**_GENERIC_TRAINER, "terminal_input": True},
         # RL Zoo's PPO settings for LunarLander (ppo.yml): 16 envs x 1024 steps, minibatches of 64, gamma 0.999, and SB3's
         # PPO around them: a constant step size of 3e-4 and no value-loss clipping; observations normalized by running
-        # statistics, as RL Zoo feeds them raw (scaled by the bounds, +-10 for the velocities, the inputs are ~10x smaller)
+        # statistics, as RL Zoo feeds them raw (scaled by the bounds, +-10 for the velocities, the inputs are far smaller)
         "ppo_rlhf": {"total_timesteps": 1_000_000, "num_envs": 16, "num_steps": 1024, "num_minibatches": 256, "update_epochs": 4,
                      "gamma": 0.999, "gae_lambda": 0.98, "ent_coef": 0.01, "learning_rate": 3e-4, "anneal_lr": False,
                      "clip_vloss": False, "norm_obs": True, "eval_episodes": 20},
