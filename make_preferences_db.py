@@ -71,6 +71,9 @@ def parse_args(argv=None):
                    help="a rolled-out segment begins at a uniform step in [0, this) of its episode (default: the whole episode;"
                         " on the moving dot 200 with --policy, past the longest way to the centre, 177 steps, and 1 without:"
                         " its starts are already uniform over positions)")
+    p.add_argument("--after-end-share", type=cli.fraction_below_one, default=0.0,
+                   help="share of the rolled-out segments cut after their episode terminated (absorbing steps only): clips that ask"
+                        " whether having ended beats what a live clip does (LunarLander: hovering)")
     p.add_argument("--select", choices=("random", "disagreement"), default="random",
                    help="which pairs to ask about: uniform, or where the --reward-model ensemble disagrees most (C17 2.2.4)")
     p.add_argument("--candidate-factor", type=cli.positive_int, default=10,
@@ -124,11 +127,12 @@ class Segments:
     replay: tuple | None = None
 
 
-def rollout_segments(env_spec, n, k, seed, rng, max_start_step, policy=None):
+def rollout_segments(env_spec, n, k, seed, rng, max_start_step, policy=None, after_end_share=0.0):
     """n segments of length k cut from n episodes (env i reset with seed + i) of a uniformly
     random policy or of ``policy`` (an agent's numpy sampler), all stepped together: segment i
     starts at a uniform step below max_start_step and below the step its episode terminated at,
-    and after a termination stays in the terminal observation with reward 0 (absorbing)."""
+    and after a termination stays in the terminal observation with reward 0 (absorbing). With
+    after_end_share, that share of the segments whose episode terminated start at its end instead."""
     starts = rng.integers(max_start_step, size=n) if max_start_step > 1 else np.zeros(n, dtype=np.int64)
     horizon = int(starts.max()) + k
     vec = envs.make_vector_env(env_spec, n, max_episode_steps=horizon + 1)  # no truncation inside the horizon
@@ -162,6 +166,9 @@ def rollout_segments(env_spec, n, k, seed, rng, max_start_step, policy=None):
     rewards, absorbing = np.stack(rewards, 1), np.stack(absorbing, 1)
     # a start beyond the episode's end moves back into it, in proportion: uniform over the episode
     starts = np.where(end < max_start_step, starts * end // max_start_step, starts)
+    if after_end_share > 0:  # these start at the episode's end: the terminal observation and absorbing steps only
+        after = (rng.random(n) < after_end_share) & (end < horizon)
+        starts = np.where(after, np.minimum(end, horizon - k), starts)
     window = starts[:, None] + np.arange(k + 1)
     take = lambda a, w: np.take_along_axis(a, w.reshape(*w.shape, *[1] * (a.ndim - 2)), 1)
     ended = take(absorbing, window)  # o_t past the episode's end, t = 0..k
@@ -277,7 +284,7 @@ def main(args):
     if args.spec.tabular and k == 1 and policy is None:
         segments = Segments(*md.uniform_steps(args.n_segments, rng), *np.zeros((2, args.n_segments, 1), bool))
     else:
-        segments = rollout_segments(args.spec, args.n_segments, k, args.seed, rng, args.max_start_step, policy)
+        segments = rollout_segments(args.spec, args.n_segments, k, args.seed, rng, args.max_start_step, policy, args.after_end_share)
     n_train_segments = args.n_segments - args.n_val_segments
     n_train = args.n_comparisons - args.n_val_comparisons
     pools = ((n_train, 0, n_train_segments), (args.n_val_comparisons, n_train_segments, args.n_segments))

@@ -91,6 +91,9 @@ def parse_args(argv=None):
     p.add_argument("--segment-length", type=cli.positive_int, default=25, help="steps per segment (C17: 25; 1 is the write-up's single steps)")
     p.add_argument("--select", choices=("random", "disagreement"), default="disagreement",
                    help="which pairs to ask about from round 1 on (C17 2.2.4: disagreement); round 0 is always random")
+    p.add_argument("--after-end-share", type=cli.fraction_below_one, default=None,
+                   help="make_preferences_db.py's, for every DB the loop makes: share of segments cut after their episode ended"
+                        " (default: the generator's)")
     p.add_argument("--candidate-factor", type=cli.positive_int, default=10, help="with --select disagreement: candidate pairs per query (B-Pref: 10)")
     # the reward model's flags: the trainer's names, with reward- where PPO has a flag of that name (or it would read as PPO's)
     p.add_argument("--ensemble-size", type=cli.positive_int, default=3, help="train_reward_model.py's --ensemble-size (C17: 3)")
@@ -350,6 +353,7 @@ def main(args):
     writer = SummaryWriter(args.out_dir)
     writer.add_text("hyperparameters", cli.hyperparameters_text(args))
     env = ["--env-id", args.env_id]
+    after_end = [] if args.after_end_share is None else ["--after-end-share", args.after_end_share]
     for record in records:
         add_scalars(writer, record)
     redo = ["--overwrite"] if args.overwrite or args.resume else []  # a stage (re)run replaces what an unfinished run left
@@ -367,7 +371,7 @@ def main(args):
             run_stage(make_preferences_db, [str(a) for a in [
                 "--seed", stage_seed(args.seed, 0, 3), "--db", evaluation_db, *env, "--segment-length", args.segment_length,
                 "--oracle", args.oracle, "--n-segments", 2 * args.eval_comparisons, "--n-comparisons", args.eval_comparisons,
-                "--validation-fraction", 0, *redo]], log)
+                "--validation-fraction", 0, *after_end, *redo]], log)
         save_state(True)
     evaluation = db.load_comparisons(evaluation_db)
 
@@ -408,7 +412,7 @@ def main(args):
                 clear_partial([args.db], log)
                 run_stage(make_preferences_db, [str(a) for a in [
                     "--seed", seeds[0], "--db", args.db, *env, "--segment-length", args.segment_length,
-                    "--n-segments", max(n_segments, 2), "--n-comparisons", n, "--validation-fraction", 0, *teacher,
+                    "--n-segments", max(n_segments, 2), "--n-comparisons", n, "--validation-fraction", 0, *teacher, *after_end,
                     *(["--policy", previous_agent] if previous_agent else []),
                     *(["--select", "disagreement", "--reward-model", previous_model, "--candidate-factor", args.candidate_factor]
                       if select == "disagreement" else []),

@@ -117,10 +117,11 @@ def replay_frames(env, reset_seed, start_step, episode_actions, discrete):
     actions (k + 1). After the episode terminates inside the segment the segment is absorbing
     (db.py): the last frame repeats."""
     env.reset(seed=reset_seed)
-    for action in episode_actions[:start_step]:
-        env.step(int(action) if discrete else action)
-    frames = [env.render()]
     ended = False
+    for action in episode_actions[:start_step]:  # a segment may start after its episode's end: then every frame is the last
+        if not ended:
+            ended = env.step(int(action) if discrete else action)[2]
+    frames = [env.render()]
     for action in episode_actions[start_step:]:
         if not ended:
             ended = env.step(int(action) if discrete else action)[2]

@@ -528,6 +528,22 @@ def test_a_new_reward_model_sees_the_absorbing_state_as_one_input():
     assert not rm.for_env(envs.spec("MovingDot-v0")).absorbing_state  # the dot never terminates: its inputs are as before
 
 
+def test_segments_after_the_end_hold_the_terminal_observation_only(tmp_path):
+    """--after-end-share: that share of the segments whose episode terminated start at its end, so
+    that a teacher is asked whether having ended beats a live clip; the others are as without it."""
+    flags = ("--env-id", "CartPole-v1", "--n-segments", 400, "--n-comparisons", 200, "--segment-length", 10)
+    plain = db.load_comparisons(generate(tmp_path / "plain.db", *flags))
+    assert not plain.absorbing1[:, 0].any()
+    c = db.load_comparisons(generate(tmp_path / "after.db", *flags, "--after-end-share", 0.5))
+    after = c.absorbing1.all(1)
+    assert 0.35 < after.mean() < 0.65  # random CartPole episodes all terminate long before the horizon
+    assert not c.terminal1[after].any() and np.all(c.rewards1[after] == 0) and np.all(c.actions1[after] == 0)
+    np.testing.assert_array_equal(c.obs1[after], np.repeat(c.obs1[after][:, :1], 11, 1))  # the terminal observation throughout
+    fallen = (np.abs(c.obs1[after][:, 0, 0]) > 2.4) | (np.abs(c.obs1[after][:, 0, 2]) > 12 * 2 * np.pi / 360)
+    assert fallen.all()
+    assert not c.absorbing1[~after, 0].any()  # the others start in their episode, as without the flag
+
+
 def test_the_terminal_input_flags_the_step_that_ends_the_episode():
     """With terminal_input, a live step's features gain one column, 1 where that step ended the
     episode; the absorbing state stays one input whatever the flag; segments derive it from their steps."""

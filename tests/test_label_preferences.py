@@ -460,6 +460,29 @@ def test_a_clip_holds_its_last_frame_once_the_episode_ended(tmp_path):
     assert all(np.array_equal(frames[end], f) for f in frames[end:]) and not np.array_equal(frames[end - 1], frames[end])
 
 
+def test_a_clip_that_starts_after_its_episode_ended_is_its_last_frame_throughout(tmp_path):
+    path = str(tmp_path / "pole.db")
+    make_preferences_db.main(make_preferences_db.parse_args([
+        "--db", path, "--env-id", "CartPole-v1", "--oracle", "none", "--segment-length", "5", "--n-segments", "20",
+        "--n-comparisons", "10", "--after-end-share", "0.9"]))
+    client = lp.create_app(path, "alice", LEASE).test_client()
+    for _ in range(10):
+        segment = next_pair(client)["segment1"]
+        if all(segment["absorbing"]):
+            break
+    assert all(segment["absorbing"])
+    frames = clip_frames(client, segment)
+    env = gym.make("CartPole-v1", render_mode="rgb_array")  # the episode stepped to its end, once
+    seed, start, episode_actions = db.segment_replay(path, segment["id"])
+    env.reset(seed=seed)
+    for action in episode_actions:
+        if env.step(int(action))[2]:
+            break
+    expected = np.asarray(Image.fromarray(env.render()).resize((400, 267), Image.Resampling.BILINEAR))
+    env.close()
+    assert len(frames) == 6 and all(np.array_equal(f, expected) for f in frames)
+
+
 def test_a_segment_that_cannot_be_replayed_says_why(car_client, car_db):
     conn = sqlite3.connect(car_db)
     conn.execute("UPDATE segments SET reset_seed = NULL")  # as segments drawn without a rollout are stored

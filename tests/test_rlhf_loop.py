@@ -101,6 +101,15 @@ def test_tiny_loop_runs_end_to_end(tmp_path):
     assert (out / "label_efficiency.png").stat().st_size > 10_000
 
 
+def test_after_end_share_reaches_every_db_the_loop_makes(tmp_path):
+    out = tmp_path / "loop"
+    loop(out, "--env-id", "CartPole-v1", "--label-budget", 8, "--rounds", 1, "--initial-share", 0.5, "--after-end-share", 0.5)
+    for name in ("preferences.db", "evaluation.db"):
+        assert {run["args"]["after_end_share"] for run in db.read_metadata(str(out / name))["generator_runs"]} == {0.5}
+    c = db.load_comparisons(str(out / "evaluation.db"))
+    assert 0.3 < np.concatenate([c.absorbing1, c.absorbing2]).all(1).mean() < 0.7  # random CartPole episodes end: about half
+
+
 def test_the_budget_is_split_over_the_rounds():
     args = rlhf_loop.parse_args(["--label-budget", "100"])  # C17's 25% up front, then 3 rounds
     assert args.queries == [25, 25, 25, 25] and args.ppo_steps == 100_000  # the loop's default, every round (not the fast preset's 150,000)
