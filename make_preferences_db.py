@@ -95,6 +95,8 @@ def parse_args(argv=None):
         p.error(f"--oracle {args.oracle} is not an oracle for {args_spec.env_id}; choose from {', '.join(oracles)}, none")
     if args.discard_human_labels and not args.overwrite:
         p.error("--discard-human-labels only goes with --overwrite")
+    if args.after_end_share and args_spec.tabular:
+        p.error(f"--after-end-share {args.after_end_share}: the moving dot never terminates, so no segment can start after its end; drop it")
     limit = args_spec.max_episode_steps
     if args.segment_length > limit:
         p.error(f"--segment-length {args.segment_length} is longer than an episode ({limit} steps)")

@@ -378,6 +378,8 @@ def test_summary_counts(tmp_path, capsys):
     ["--overwrite", "--append"],
     ["--oracle", "magic"],
     ["--seed", "x"],
+    ["--after-end-share", "0.1"],  # the dot never terminates
+    ["--after-end-share", "1"],
 ])
 def test_bad_flags_exit_with_code_2(tmp_path, capsys, flags):
     with pytest.raises(SystemExit) as e:
@@ -386,6 +388,13 @@ def test_bad_flags_exit_with_code_2(tmp_path, capsys, flags):
     err = capsys.readouterr().err
     assert "error:" in err
     assert os.listdir(tmp_path) == []
+
+
+def test_after_end_share_is_refused_where_no_episode_ends(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        gen.parse_args(["--db", str(tmp_path / "p.db"), "--after-end-share", "0.1"])
+    assert e.value.code == 2 and "the moving dot never terminates" in capsys.readouterr().err
+    assert gen.parse_args(["--db", str(tmp_path / "p.db"), "--env-id", "CartPole-v1", "--after-end-share", "0.1"]).after_end_share == 0.1
 
 
 def test_good_flags_parse(tmp_path):

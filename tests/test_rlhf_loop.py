@@ -125,6 +125,7 @@ def test_the_budget_is_split_over_the_rounds():
     ["--segment-length", "1900"],                        # no room for the agent's segments in an episode
     ["--select", "best"],
     ["--teacher", "robot"],
+    ["--after-end-share", "0.1"],                        # the dot never terminates
 ])
 def test_bad_flags_exit_with_code_2(tmp_path, capsys, flags):
     with pytest.raises(SystemExit) as e:
