@@ -66,9 +66,10 @@ def parse_args(argv=None):
     p.add_argument("--label-budget", type=cli.positive_int, default=None, help="labels in all, as rlhf_loop.py's (default: the env's goal, or 1000)")
     p.add_argument("--quick", action="store_true", help="a tenth of each env's PPO steps: a look, not the result")
     p.add_argument("--total-timesteps", type=cli.positive_int, default=None, help="PPO steps of both agents (default: the env's)")
-    p.add_argument("--generator-flags", default="", help="extra make_preferences_db.py flags, e.g. '--n-comparisons 500'")
-    p.add_argument("--trainer-flags", default="", help="extra train_reward_model.py flags")
-    p.add_argument("--ppo-flags", default="", help="extra ppo_rlhf.py flags, for both agents")
+    p.add_argument("--loop-flags", default="", help="with --method loop: extra rlhf_loop.py flags, e.g. '--end-share 0.5'")
+    p.add_argument("--generator-flags", default="", help="with --method pipeline: extra make_preferences_db.py flags, e.g. '--n-comparisons 500'")
+    p.add_argument("--trainer-flags", default="", help="with --method pipeline: extra train_reward_model.py flags")
+    p.add_argument("--ppo-flags", default="", help="with --method pipeline: extra ppo_rlhf.py flags, for both agents")
     p.add_argument("--collect", action="store_true",
                    help="run nothing: rebuild the results (table, curves, JSON) from the seeds' folders of an earlier run, e.g. one stopped early")
     args = p.parse_args(argv)
@@ -77,6 +78,11 @@ def parse_args(argv=None):
             envs.spec(env_id)
         except envs.EnvError as e:
             p.error(str(e))
+    methods = {args.method or METHOD.get(env_id, "loop") for env_id in args.env_ids}
+    for flag, method in (("loop_flags", "loop"), ("generator_flags", "pipeline"), ("trainer_flags", "pipeline"), ("ppo_flags", "pipeline")):
+        if getattr(args, flag) and methods != {method}:  # a flag that some env's route would silently ignore
+            p.error(f"--{flag.replace('_', '-')} goes with --method {method} only, and {', '.join(args.env_ids)} would run"
+                    f" {' and '.join(sorted(methods))}; add --method {method} or drop it")
     return args
 
 
@@ -113,7 +119,7 @@ def run_pipeline(env_id, seed, workdir, args, method):
         steps = max(20_000, steps // 10)
     if method == "loop":
         stages = {"loop": ["rlhf_loop.py", *common, "--label-budget", str(labels), "--rounds", str(args.rounds),
-                           "--total-timesteps", str(steps), "--out-dir", "loop", "--overwrite", "--no-progress"]}
+                           "--total-timesteps", str(steps), "--out-dir", "loop", "--overwrite", "--no-progress", *args.loop_flags.split()]}
     else:
         val = max(1, labels // 10)
         stages = {
@@ -125,7 +131,7 @@ def run_pipeline(env_id, seed, workdir, args, method):
                          "--overwrite", "--no-progress", "--run-dir", "runs_rlhf", "--total-timesteps", str(steps), *args.ppo_flags.split()],
         }
     stages["ppo_env"] = ["ppo_rlhf.py", *common, "--save-path", "agent_env.pt", "--overwrite", "--no-progress", "--run-dir", "runs_env",
-                         "--total-timesteps", str(steps), *(args.ppo_flags.split() if method == "pipeline" else [])]
+                         "--total-timesteps", str(steps), *args.ppo_flags.split()]
     times = {}
     for name, argv in stages.items():
         result = timing.run_stage([os.path.join(ROOT, argv[0]), *argv[1:]], workdir, "experiments/other_envs.py")
@@ -260,7 +266,8 @@ def main(args):
             results.append(run_pipeline(env_id, seed, workdir, args, method))
         goal = GOALS.get(env_id)
         met = [goal[2](r["rlhf"], r["env"]) and r["labels"] <= goal[0] for r in results] if goal else None
-        report = {"env_id": env_id, "method": method, "seeds": args.seeds, "quick": args.quick, "machine": timing.machine(), "results": results,
+        flags = {name: getattr(args, name) for name in ("rounds", "label_budget", "total_timesteps", "loop_flags", "generator_flags", "trainer_flags", "ppo_flags")}
+        report = {"env_id": env_id, "method": method, "seeds": args.seeds, "quick": args.quick, "flags": flags, "machine": timing.machine(), "results": results,
                   "goal": goal[1] if goal else None, "goal_labels": goal[0] if goal else None, "goal_met_every_seed": all(met) if goal else None}
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(report, f, indent=1)

@@ -401,3 +401,46 @@ def test_before_after_checks_out_a_commit_and_refuses_a_bad_one(tmp_path):
     with pytest.raises(SystemExit) as e:
         before_after.checkout("no-such-revision-xyz", str(tmp_path / "bad"))
     assert "no-such-revision-xyz" in str(e.value) and "revision" in str(e.value)
+
+
+# experiments/other_envs.py: which flags reach which stage (the runs themselves are the benchmark's, minutes a seed)
+sys.path.insert(0, os.path.join(ROOT, "experiments"))
+import other_envs
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--env-ids", "MountainCar-v0", "--generator-flags", "--n-segments 10"], "--generator-flags goes with --method pipeline only"),
+    (["--env-ids", "MountainCar-v0", "--ppo-flags", "--ent-coef 0.1"], "--ppo-flags goes with --method pipeline only"),
+    (["--env-ids", "Acrobot-v1", "--loop-flags", "--rounds 1"], "--loop-flags goes with --method loop only"),
+    (["--env-ids", "MountainCar-v0", "Acrobot-v1", "--loop-flags", "--rounds 1"], "would run loop and pipeline"),
+    (["--env-ids", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
+])
+def test_other_envs_refuses_flags_a_route_would_ignore(flags, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        other_envs.parse_args(flags)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method, flag, value, stage", [
+    ("loop", "--loop-flags", "--end-share 0.5", "loop"),
+    ("pipeline", "--generator-flags", "--n-segments 30", "generator"),
+    ("pipeline", "--trainer-flags", "--max-steps 10", "trainer"),
+])
+def test_other_envs_passes_extra_flags_to_their_stage_only(tmp_path, monkeypatch, method, flag, value, stage):
+    commands = {}
+
+    def run_stage(argv, cwd, label):
+        commands[len(commands)] = argv
+        return {"wall_s": 0.0}
+
+    monkeypatch.setattr(other_envs.timing, "run_stage", run_stage)
+    monkeypatch.setattr(other_envs, "collect", lambda *a: None)
+    args = other_envs.parse_args(["--env-ids", "CartPole-v1", "--method", method, flag, value])
+    other_envs.run_pipeline("CartPole-v1", 3, str(tmp_path), args, method)
+    names = ["loop", "ppo_env"] if method == "loop" else ["generator", "trainer", "ppo_rlhf", "ppo_env"]
+    assert [os.path.basename(commands[i][0]) for i in range(len(names))] == [
+        {"loop": "rlhf_loop.py", "generator": "make_preferences_db.py", "trainer": "train_reward_model.py"}.get(n, "ppo_rlhf.py") for n in names]
+    for i, name in enumerate(names):
+        argv = " ".join(map(str, commands[i]))
+        assert "--seed 3" in argv and "--env-id CartPole-v1" in argv
+        assert (value in argv) == (name == stage), (name, argv)
