@@ -184,9 +184,8 @@ def make_gif(path, positions, every=2):
 def main(args):
     start_time = time.time()
     env_spec = args.spec
-    run_name = f"{env_spec.env_id}__{args.exp_name}__{args.seed}__{int(start_time)}"
-    save_path = args.save_path or os.path.join(args.run_dir, run_name, "agent.pt")
-    agent_lib.refuse_existing(save_path, args.overwrite)  # fail before training, not after
+    if args.save_path:
+        agent_lib.refuse_existing(args.save_path, args.overwrite)  # fail before training, not after
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)  # 64-unit MLPs on a few hundred rows: threads only add overhead
     threadpoolctl.threadpool_limits(1, "blas")  # numpy's BLAS too: it runs the update's matmuls, and would take every core
@@ -219,6 +218,9 @@ def main(args):
         optimizer.lr = args.learning_rate
     start_step = int(checkpoint.get("global_step", 0))
 
+    # the run's folder only once every input has loaded: a bad file leaves nothing behind
+    run_name = cli.claim_run_dir(args.run_dir, f"{env_spec.env_id}__{args.exp_name}__{args.seed}__{int(start_time)}")
+    save_path = args.save_path or os.path.join(args.run_dir, run_name, "agent.pt")  # a new folder: nothing to overwrite
     writer = SummaryWriter(os.path.join(args.run_dir, run_name))
     writer.add_text("hyperparameters", cli.hyperparameters_text(args))
     envs = env_lib.make_vector_env(env_spec, args.num_envs)

@@ -197,7 +197,7 @@ def main(args):
     train_mu1, train_mu2 = torch.as_tensor(train.mu1, device=device), torch.as_tensor(train.mu2, device=device)
     val_mu1, val_mu2 = torch.as_tensor(val.mu1, device=device), torch.as_tensor(val.mu2, device=device)
     optimizer = adam.Adam(model.parameters(), lr=args.learning_rate, eps=args.adam_eps, weight_decay=args.weight_decay)
-    run_name = f"{args.spec.env_id}__train_reward_model__{args.seed}__{int(time.time())}"
+    run_name = cli.claim_run_dir(args.run_dir, f"{args.spec.env_id}__train_reward_model__{args.seed}__{int(time.time())}")
     writer = SummaryWriter(os.path.join(args.run_dir, run_name))
     writer.add_text("hyperparameters", cli.hyperparameters_text(args))
     if len(val) == 0:

@@ -15,7 +15,8 @@ distance to the true reward, and the exact figures of the learned reward's optim
 (value_iteration.py) under each of PPO's reward transforms (normalize, PPO's default; clip, the
 write-up's): the normalized true return of the argmax policy, of the worst tied optimal policy,
 and the regret 1 - argmax (the mean over starts of the optimal true return minus that policy's,
-over the mean optimal return); then PPO's greedy and sampled normalized true returns on the
+over the mean optimal return), and with normalize the action margin (how clearly the right moves
+win: value_iteration.action_margin); then PPO's greedy and sampled normalized true returns on the
 evaluation's fixed starts. Writes JSON and a Markdown table under --out-dir. What it measured,
 and how long it takes: docs/results.md, "Every seed, the whole pipeline".
 """
@@ -47,7 +48,7 @@ PPO_RUNS = {  # name: (reward, flags)
     "env 2M": ("env", ["--total-timesteps", "2000000"]),
 }
 REWARD_COLUMNS = ("val_accuracy", "action_order_agreement", "epic_distance", "normalize_argmax", "normalize_worst",
-                  "normalize_regret", "clip_argmax", "clip_worst")
+                  "normalize_regret", "normalize_margin", "clip_argmax", "clip_worst")
 
 
 def parse_args(argv=None):
@@ -85,7 +86,7 @@ def reward_figures(path):
     for transform in rm.TRANSFORMS:
         scores, _ = vi.reward_scores(rm.transform_rewards(table, transform, table))
         figures.update({f"{transform}_argmax": scores["argmax"], f"{transform}_worst": scores["worst"],
-                        f"{transform}_regret": 1.0 - scores["argmax"]})
+                        f"{transform}_regret": 1.0 - scores["argmax"], f"{transform}_margin": scores["margin"]})
     return figures
 
 
@@ -120,7 +121,7 @@ def table(results, args):
     rows = {seed: {**r["reward"], **{f"{name} {which}": r["ppo"][name][which] for name in args.runs for which in ("greedy", "sampled")}}
             for seed, r in results.items()}
     names = {"val_accuracy": "held-out acc.", "action_order_agreement": "agreement", "epic_distance": "EPIC",
-             "normalize_argmax": "VI argmax", "normalize_worst": "VI worst tied", "normalize_regret": "regret",
+             "normalize_argmax": "VI argmax", "normalize_worst": "VI worst tied", "normalize_regret": "regret", "normalize_margin": "action margin",
              "clip_argmax": "VI argmax (clip)", "clip_worst": "VI worst tied (clip)"}
     lines = ["| seed | " + " | ".join(names.get(c, f"PPO {c}") for c in columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for seed, row in rows.items():

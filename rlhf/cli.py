@@ -1,9 +1,11 @@
 """Argparse helpers shared by the scripts: value checks, so that a bad flag fails at parse time
 with a one-line message that names the flag's problem; the env's defaults for ``--env-id``; and the
-parsed flags as a run records them (its files, its TensorBoard text)."""
+parsed flags as a run records them (its files, its TensorBoard text); and a new folder per run."""
 
 import argparse
+import itertools
 import math
+import os
 
 
 def _number(kind, text, ok, what):
@@ -72,3 +74,18 @@ def recorded(args) -> dict:
 def hyperparameters_text(args) -> str:
     """The flags as CleanRL writes them into TensorBoard once (``add_text("hyperparameters", ...)``): a Markdown table."""
     return "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in recorded(args).items())
+
+
+def claim_run_dir(parent: str, name: str) -> str:
+    """A new folder ``parent/name`` for one run's TensorBoard events, made now, and its name: runs named
+    alike (CleanRL's ``env__exp__seed__time`` has one-second resolution) get ``name_2``, ``name_3``, ...
+    instead of writing into one folder. ``os.mkdir`` fails on a folder that exists, so two processes
+    never claim the same one."""
+    os.makedirs(parent, exist_ok=True)
+    for i in itertools.count(1):
+        candidate = name if i == 1 else f"{name}_{i}"
+        try:
+            os.mkdir(os.path.join(parent, candidate))
+            return candidate
+        except FileExistsError:
+            continue

@@ -97,6 +97,7 @@ def test_robustness_runs_each_stage_on_its_seed_and_reads_the_figures_back(robus
         for transform in rm.TRANSFORMS:  # regret is one minus the argmax figure; the worst tied policy is no better
             assert result["reward"][f"{transform}_regret"] == pytest.approx(1 - result["reward"][f"{transform}_argmax"])
             assert result["reward"][f"{transform}_worst"] <= result["reward"][f"{transform}_argmax"] + 1e-9
+        assert result["reward"]["normalize_margin"] == pytest.approx(model.summary["action_margin"])  # the trainer's own figure
         assert list(result["ppo"]) == ["fast"] and -1 <= result["ppo"]["fast"]["greedy"] <= 1
     # other seeds, other DBs: the two models differ
     assert results[1]["reward"]["val_accuracy"] != results[2]["reward"]["val_accuracy"] or \

@@ -4,6 +4,7 @@ determinism, the truncation bootstrap in the advantages and the next observation
 reward reads at a truncation, the episode bookkeeping, bad flags and bad files."""
 
 import glob
+import itertools
 import math
 import os
 import subprocess
@@ -18,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import ppo_rlhf as ppo
 from rlhf import agent as agent_lib
+from rlhf import cli
 from rlhf import envs as env_lib
 from rlhf import moving_dot as md
 from rlhf import reward_model as rm
@@ -193,6 +195,19 @@ def test_default_save_path_is_in_the_run_folder(tmp_path):
     assert os.path.basename(run_dir).startswith("MovingDot-v0__ppo_rlhf__1__")
     assert agent_lib.load(save_path)[1]["global_step"] == summary["global_step"] == 256
     assert not os.path.exists(os.path.join(run_dir, "agent.gif"))  # no --capture-video, no GIF
+
+
+def test_runs_named_alike_get_folders_of_their_own(tmp_path, monkeypatch):
+    """Two runs with the same env, seed and second (CleanRL's run name) write two folders, not one."""
+    ticks = itertools.count()
+    monkeypatch.setattr(ppo.time, "time", lambda: 1_800_000_000.0 + 1e-6 * next(ticks))  # both runs start in one second
+    for _ in range(2):
+        ppo.main(ppo.parse_args(["--run-dir", str(tmp_path / "runs"), "--no-progress", "--total-timesteps", "256", "--num-envs", "2",
+                                 "--num-steps", "128", "--eval-episodes", "1"]))
+    folders = sorted(glob.glob(str(tmp_path / "runs" / "*")))
+    assert [os.path.basename(f) for f in folders] == ["MovingDot-v0__ppo_rlhf__1__1800000000", "MovingDot-v0__ppo_rlhf__1__1800000000_2"]
+    assert all(scalars(f, "charts/SPS") for f in folders)  # each holds its own run's events
+    assert cli.claim_run_dir(str(tmp_path), "x") == "x" and cli.claim_run_dir(str(tmp_path), "x") == "x_2"
 
 
 # --- behaviour follows the reward actually used -----------------------------------------------------
