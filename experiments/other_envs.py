@@ -62,7 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--method", choices=("loop", "pipeline"), default=None,
                    help="default: the env's (METHOD); loop: C17's loop (rlhf_loop.py: a quarter of the labels on random segments, the rest in --rounds rounds on"
                         " the agent's own); pipeline: the three stages once, every label on random-policy segments")
-    p.add_argument("--rounds", type=cli.positive_int, default=3, help="with --method loop: rounds after round 0")
+    p.add_argument("--rounds", type=cli.positive_int, default=None, help="with --method loop: rounds after round 0 (default: the env's loop default)")
     p.add_argument("--label-budget", type=cli.positive_int, default=None, help="labels in all, as rlhf_loop.py's (default: the env's goal, or 1000)")
     p.add_argument("--quick", action="store_true", help="a tenth of each env's PPO steps: a look, not the result")
     p.add_argument("--total-timesteps", type=cli.positive_int, default=None, help="PPO steps of both agents (default: the env's)")
@@ -118,7 +118,8 @@ def run_pipeline(env_id, seed, workdir, args, method):
     if args.quick and not args.total_timesteps:
         steps = max(20_000, steps // 10)
     if method == "loop":
-        stages = {"loop": ["rlhf_loop.py", *common, "--label-budget", str(labels), "--rounds", str(args.rounds),
+        rounds = [] if args.rounds is None else ["--rounds", str(args.rounds)]
+        stages = {"loop": ["rlhf_loop.py", *common, "--label-budget", str(labels), *rounds,
                            "--total-timesteps", str(steps), "--out-dir", "loop", "--overwrite", "--no-progress", *args.loop_flags.split()]}
     else:
         val = max(1, labels // 10)
@@ -178,9 +179,9 @@ def collect(env_id, seed, workdir, args, method):
 
     env_spec = envs.spec(env_id)
     if method == "loop":
-        last = os.path.join(workdir, "loop", f"round_{args.rounds}")
         with open(os.path.join(workdir, "loop", "rounds.json")) as f:
             records = json.load(f)["rounds"]
+        last = os.path.join(workdir, "loop", f"round_{records[-1]['round']}")
         model, agent_file, db_file = rm.load(os.path.join(last, "reward_model.pt")), os.path.join(last, "agent.pt"), os.path.join(workdir, "loop", "preferences.db")
         run_dirs = sorted(glob.glob(os.path.join(workdir, "loop", "round_*", f"{env_id}__ppo_rlhf__*")))
         held_out = records[-1]["held_out_accuracy"]  # on the loop's evaluation.db: random-policy pairs outside the budget

@@ -445,3 +445,13 @@ def test_other_envs_passes_extra_flags_to_their_stage_only(tmp_path, monkeypatch
         argv = " ".join(map(str, commands[i]))
         assert "--seed 3" in argv and "--env-id CartPole-v1" in argv
         assert (value in argv) == (name == stage), (name, argv)
+        assert "--rounds" not in argv  # the loop's own default for the env (envs.DEFAULTS), unless --rounds is given
+
+
+def test_other_envs_passes_rounds_only_when_given(tmp_path, monkeypatch):
+    commands = []
+    monkeypatch.setattr(other_envs.timing, "run_stage", lambda argv, cwd, label: commands.append(argv) or {"wall_s": 0.0})
+    monkeypatch.setattr(other_envs, "collect", lambda *a: None)
+    other_envs.run_pipeline("Hopper-v5", 1, str(tmp_path), other_envs.parse_args(["--env-ids", "Hopper-v5", "--rounds", "2"]), "loop")
+    loop_argv = list(map(str, commands[0]))
+    assert loop_argv[loop_argv.index("--rounds") + 1] == "2"
