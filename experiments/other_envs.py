@@ -66,7 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--label-budget", type=cli.positive_int, default=None, help="labels in all, as rlhf_loop.py's (default: the env's goal, or 1000)")
     p.add_argument("--quick", action="store_true", help="a tenth of each env's PPO steps: a look, not the result")
     p.add_argument("--total-timesteps", type=cli.positive_int, default=None, help="PPO steps of both agents (default: the env's)")
-    p.add_argument("--loop-flags", default="", help="with --method loop: extra rlhf_loop.py flags, e.g. '--end-share 0.5'")
+    p.add_argument("--loop-flags", default="", help="with --method loop: extra rlhf_loop.py flags, e.g. '--after-end-share 0.1'")
     p.add_argument("--generator-flags", default="", help="with --method pipeline: extra make_preferences_db.py flags, e.g. '--n-comparisons 500'")
     p.add_argument("--trainer-flags", default="", help="with --method pipeline: extra train_reward_model.py flags")
     p.add_argument("--ppo-flags", default="", help="with --method pipeline: extra ppo_rlhf.py flags, for both agents")
@@ -196,7 +196,8 @@ def collect(env_id, seed, workdir, args, method):
     else:  # a folder written before seconds.json was: the loop's own clock and PPO's training time
         times = {"loop": records[-1]["wall_seconds"]} if method == "loop" else {}
         times["ppo_env"] = agent_lib.load(os.path.join(workdir, "agent_env.pt"))[1]["summary"]["train_seconds"]
-    figures = {"seed": seed, "method": method, "labels": counts["labeled"] + counts["incomparable"], "seconds": times,
+    figures = {"seed": seed, "method": method, "rounds": records[-1]["round"] if method == "loop" else None,
+               "labels": counts["labeled"] + counts["incomparable"], "seconds": times,
                "held_out_accuracy": held_out, "reward_correlation": model.summary.get("reward_correlation")}
     for condition, path, dirs in (("rlhf", agent_file, run_dirs), ("env", os.path.join(workdir, "agent_env.pt"), glob.glob(os.path.join(workdir, "runs_env", "*")))):
         agent, checkpoint = agent_lib.load(path)
@@ -224,6 +225,7 @@ def plot(path, env_id, results):
         ax.plot(grid, mean, color=colour, label=f"{label}, mean of {len(results)} seeds")
         ax.fill_between(grid, low, high, color=colour, alpha=0.2, linewidth=0)
     labels, method = results[0]["labels"], results[0]["method"]
+    method = f"loop, {results[0]['rounds']} rounds" if results[0].get("rounds") else method
     ax.set(xlabel="env steps", ylabel="true episodic return (rolling 20 episodes)",
            title=f"{env_id}: {labels} synthetic labels ({envs.DEFAULT_ORACLE.get(env_id, 'reward')} oracle, {method});"
                  " band: min-max over seeds", )

@@ -423,7 +423,7 @@ def test_other_envs_refuses_flags_a_route_would_ignore(flags, message, capsys):
 
 
 @pytest.mark.parametrize("method, flag, value, stage", [
-    ("loop", "--loop-flags", "--end-share 0.5", "loop"),
+    ("loop", "--loop-flags", "--after-end-share 0.1", "loop"),
     ("pipeline", "--generator-flags", "--n-segments 30", "generator"),
     ("pipeline", "--trainer-flags", "--max-steps 10", "trainer"),
 ])
