@@ -117,10 +117,10 @@ def test_the_budget_is_split_over_the_rounds():
     assert args.queries[0] == 3 and sum(args.queries) == 10 and sorted(args.queries[1:]) == [1, 2, 2, 2]
     args = rlhf_loop.parse_args(["--label-budget", "40", "--rounds", "0", "--initial-share", "1", "--total-timesteps", "1000"])
     assert args.queries == [40] and args.ppo_steps == 1000
-    # Hopper's default is 9 rounds (envs.DEFAULTS): 1M steps in 10 rounds, 25% of 700 labels up front; a flag given wins
+    # Hopper's default is 6 rounds (envs.DEFAULTS): 1M steps in 7 rounds, 25% of 700 labels up front; a flag given wins
     args = rlhf_loop.parse_args(["--env-id", "Hopper-v5", "--label-budget", "700", "--total-timesteps", "1000000"])
-    assert args.rounds == 9 and args.queries[0] == 175 and sum(args.queries) == 700 and len(args.queries) == 10
-    assert args.ppo_steps == 100_000
+    assert args.rounds == 6 and args.queries[0] == 175 and sum(args.queries) == 700 and len(args.queries) == 7
+    assert args.ppo_steps == 1_000_000 // 7
     assert rlhf_loop.parse_args(["--env-id", "Hopper-v5", "--rounds", "3"]).rounds == 3
 
 
