@@ -95,8 +95,8 @@ def parse_args(argv=None):
         p.error(f"--oracle {args.oracle} is not an oracle for {args_spec.env_id}; choose from {', '.join(oracles)}, none")
     if args.discard_human_labels and not args.overwrite:
         p.error("--discard-human-labels only goes with --overwrite")
-    if args.after_end_share and args_spec.tabular:
-        p.error(f"--after-end-share {args.after_end_share}: the moving dot never terminates, so no segment can start after its end; drop it")
+    if after_end_error(args.after_end_share, args_spec):
+        p.error(after_end_error(args.after_end_share, args_spec))
     limit = args_spec.max_episode_steps
     if args.segment_length > limit:
         p.error(f"--segment-length {args.segment_length} is longer than an episode ({limit} steps)")
@@ -127,6 +127,13 @@ class Segments:
     absorbing: np.ndarray
     terminal: np.ndarray
     replay: tuple | None = None
+
+
+def after_end_error(after_end_share, env_spec):
+    """The one-line refusal of --after-end-share on an env that never terminates (the loop's check too), or None."""
+    if after_end_share and env_spec.tabular:
+        return f"--after-end-share {after_end_share}: the moving dot never terminates, so no segment can start after its end; drop it"
+    return None
 
 
 def rollout_segments(env_spec, n, k, seed, rng, max_start_step, policy=None, after_end_share=0.0):

@@ -140,8 +140,8 @@ def parse_args(argv=None):
                 f" round without labels ({args.queries}); raise the budget or change the share or the rounds")
     args.total_timesteps = args.total_timesteps or 100_000 * (args.rounds + 1)
     args.ppo_steps = args.total_timesteps // (args.rounds + 1)
-    if args.after_end_share and args_spec.tabular:
-        p.error(f"--after-end-share {args.after_end_share}: the moving dot never terminates, so no segment can start after its end; drop it")
+    if make_preferences_db.after_end_error(args.after_end_share, args_spec):
+        p.error(make_preferences_db.after_end_error(args.after_end_share, args_spec))
     if args.rounds and args_spec.tabular and args.segment_length > md.MAX_EPISODE_STEPS - 200:  # make_preferences_db.py's --max-start-step
         p.error(f"--segment-length {args.segment_length} leaves no room in an episode for the agent's segments; use at most"
                 f" {md.MAX_EPISODE_STEPS - 200}")

@@ -428,13 +428,8 @@ def test_other_envs_refuses_flags_a_route_would_ignore(flags, message, capsys):
     ("pipeline", "--trainer-flags", "--max-steps 10", "trainer"),
 ])
 def test_other_envs_passes_extra_flags_to_their_stage_only(tmp_path, monkeypatch, method, flag, value, stage):
-    commands = {}
-
-    def run_stage(argv, cwd, label):
-        commands[len(commands)] = argv
-        return {"wall_s": 0.0}
-
-    monkeypatch.setattr(other_envs.timing, "run_stage", run_stage)
+    commands = []
+    monkeypatch.setattr(other_envs.timing, "run_stage", lambda argv, cwd, label: commands.append(argv) or {"wall_s": 0.0})
     monkeypatch.setattr(other_envs, "collect", lambda *a: None)
     args = other_envs.parse_args(["--env-ids", "CartPole-v1", "--method", method, flag, value])
     other_envs.run_pipeline("CartPole-v1", 3, str(tmp_path), args, method)
